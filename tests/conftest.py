@@ -1,0 +1,68 @@
+"""Shared fixtures: real emulators on loopback ports, real HTTP clients."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import datetime
+
+import httpx
+import pytest
+
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+from covage_pipeline.emulator import EmulatorConfig, RunningEmulator, running_emulator
+
+TOKEN = "test-admin-token"
+START = datetime(2026, 3, 1)
+
+
+def make_config(**overrides) -> EmulatorConfig:
+    values = {
+        "seed": 7,
+        "orders": 300,
+        "history_days": 60.0,
+        "start": START,
+        "tokens": {TOKEN: "admin", "delivery-token": "delivery", "readonly-token": "readonly"},
+    }
+    values.update(overrides)
+    return EmulatorConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[RunningEmulator]:
+    """A read-only emulator shared by the tests that do not change its state."""
+    with running_emulator(make_config()) as running:
+        yield running
+
+
+@pytest.fixture
+def emulator_factory() -> Iterator[Callable[..., RunningEmulator]]:
+    """Starts emulators with custom settings, stopped at the end of the test."""
+    with ExitStack() as stack:
+        yield lambda **overrides: stack.enter_context(running_emulator(make_config(**overrides)))
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as c:
+        yield c
+
+
+def page_all(client: httpx.Client, url: str, size: int = 50, **params) -> tuple[list[dict], int]:
+    """Naive search-after paging, as the reference describes it: (items, number of pages)."""
+    items: list[dict] = []
+    after = None
+    pages = 0
+    while True:
+        query = {"sort": "creation_date", "direction": "asc", "size": size, **params}
+        if after is not None:
+            query["after"] = after
+        page = client.get(f"{url}/api/events/", params=query).raise_for_status().json()
+        pages += 1
+        if not page:
+            return items, pages
+        items.extend(page)
+        after = page[-1]["sort_value"]

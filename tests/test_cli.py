@@ -1,0 +1,90 @@
+"""The `covage` command as a user runs it: a real process, a real port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+COVAGE = str(Path(sys.executable).with_name("covage"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_emulator_serve_answers_over_http_and_stops_on_sigterm(tmp_path):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            COVAGE,
+            "emulator",
+            "serve",
+            "--port",
+            str(port),
+            "--orders",
+            "60",
+            "--seed",
+            "3",
+            "--token",
+            "cli-token",
+            "--extra-token",
+            "ro:readonly",
+            "--speed",
+            "0",
+            "--start",
+            "2026-02-01T00:00:00",
+            "--set",
+            "reject_rate=0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "COVAGE_API_TOKEN": ""},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status = httpx.get(f"{url}/_emulator/status", timeout=2).json()
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert status["now"] == "2026-02-01T00:00:00.000000"
+        assert status["config"]["reject_rate"] == 0.5
+        assert "cli-token" not in str(status)
+        page = httpx.get(f"{url}/api/events/?sort=creation_date&size=5", headers={"Authorization": "Bearer cli-token"})
+        assert page.status_code == 200 and len(page.json()) == 5
+        post = httpx.post(
+            f"{url}/api/v2/orders/x/events/info", json={"message": "m"}, headers={"Authorization": "Bearer ro"}
+        )
+        assert post.status_code == 403
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down cleanly, then re-raises the signal it caught (exit status -15)
+        assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
+        assert "Finished server process" in proc.stdout.read().decode()
+
+
+def test_bad_set_option_is_a_usage_error():
+    result = subprocess.run([COVAGE, "emulator", "serve", "--set", "nonsense=1"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "--set takes NAME=VALUE" in result.stdout + result.stderr
+
+
+def test_demo_prints_what_the_emulator_serves():
+    result = subprocess.run([COVAGE, "demo", "--orders", "80"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Orders by kind" in result.stdout
+    assert "order-submitted" in result.stdout
+    assert "openapi.json (3 paths)" in result.stdout

@@ -6,6 +6,7 @@ Heavy libraries (dlt, dbt, dagster) are imported inside the commands that need t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from datetime import UTC, datetime
@@ -150,21 +151,315 @@ def print_emulator_summary(status: dict, url: str) -> None:
     console.print(types)
 
 
+def _settings(**overrides):
+    from .settings import load_settings
+
+    try:
+        return load_settings(**overrides)
+    except ValueError as exc:
+        console.print(f"[red]Configuration error:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    from .timestamps import parse_loose
+
+    parsed = parse_loose(value if "T" in value or " " in value else f"{value}T00:00:00")
+    if parsed is None:
+        raise typer.BadParameter(f"--since takes a date or datetime like 2026-01-31 or 2026-01-31T12:00, not {value!r}")
+    return parsed
+
+
+def run_ingest(
+    settings, *, full_refresh: bool = False, since: datetime | None = None, object_type=None, object_uuid=None
+):
+    """Runs an ingestion with a live progress line; returns the summary."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .pipeline import ingest
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("Ingesting from the API...", total=None)
+
+        def on_page(stats) -> None:
+            progress.update(
+                task,
+                description=f"{stats.pages:,} pages, {stats.received:,} events, {stats.events_per_s:,.0f} events/s",
+            )
+
+        return ingest(
+            settings,
+            full_refresh=full_refresh,
+            since=since,
+            object_type=object_type,
+            object_uuid=object_uuid,
+            on_page=on_page,
+        )
+
+
+def print_ingest_summary(summary) -> None:
+    d = summary.as_dict()
+    table = Table(title="Ingestion summary", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    rows = [
+        ("pages read", f"{d['pages']:,}"),
+        ("events received", f"{d['received']:,}"),
+        ("new", f"{d['new']:,}"),
+        ("updated", f"{d['updated']:,}"),
+        ("skipped as duplicates", f"{d['skipped_duplicates']:,}"),
+        ("quarantined", f"{d['quarantined']:,}"),
+        ("events in the warehouse", f"{d['events_in_table']:,}" if d["events_in_table"] is not None else "?"),
+        ("time", f"{d['seconds']:.1f} s ({d['events_per_s'] or 0:,} events/s)"),
+        ("cursor now", d["cursor"]["creation_date"] if d["cursor"] else "none"),
+        ("warehouse", d["warehouse"]),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    if d["quarantined"]:
+        console.print("[yellow]Some items could not be loaded as events: see the events_quarantine table.[/]")
+    if d["tie_overflow"]:
+        console.print(
+            f"[yellow]{d['tie_overflow']} tie(s) larger than the largest page: raise COVAGE_MAX_PAGE_SIZE "
+            "if the API allows it, and rerun with --since to re-read them.[/]"
+        )
+
+
+@app.command("ingest")
+def ingest_command(
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Drop the events tables and the cursor, then reload everything.")
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option(help="Re-read from this date (2026-01-31 or 2026-01-31T12:00) instead of the cursor.")
+    ] = None,
+    object_type: Annotated[str | None, typer.Option(help="Only this object type: order or service.")] = None,
+    object_uuid: Annotated[
+        str | None, typer.Option(help="Only this order or service (a backfill or audit; the cursor is untouched).")
+    ] = None,
+) -> None:
+    """Bring the warehouse up to date with the API's events (incremental, resumable, no duplicates).
+
+    Reads COVAGE_API_URL, COVAGE_API_TOKEN and COVAGE_DATA_DIR (or dlt's [sources.covage] config and secrets).
+    Each run re-reads the last COVAGE_LOOKBACK_SECONDS (default 900) before the cursor, so events that
+    tie on a timestamp or become visible late are never missed; re-read events are merged, not duplicated.
+    """
+    from .pipeline import IngestError
+
+    settings = _settings()
+    try:
+        summary = run_ingest(
+            settings,
+            full_refresh=full_refresh,
+            since=_parse_since(since),
+            object_type=object_type,
+            object_uuid=object_uuid,
+        )
+    except IngestError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    print_ingest_summary(summary)
+
+
+events_app = typer.Typer(help="Single events, straight from the API.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+def _api_client(settings):
+    from .client import make_auth, make_client
+
+    return make_client(
+        settings.api_url,
+        make_auth(settings.auth_type, settings.api_token, settings.username, settings.auth_header),
+        request_timeout=settings.request_timeout,
+        max_attempts=settings.max_attempts,
+        backoff_factor=settings.backoff_factor,
+        max_retry_delay=settings.max_retry_delay,
+    )
+
+
+@events_app.command("get")
+def events_get(
+    event_uuid: Annotated[str, typer.Argument(help="The event's identifier (event_uuid).")],
+    show_links: Annotated[
+        bool, typer.Option("--show-links", help="Print CRI links with their (30-minute) tokens.")
+    ] = False,
+) -> None:
+    """Print one event as the API returns it now (GET /api/events/{uuid}/)."""
+    import orjson
+
+    from .client import CovageAPIError, get_event
+    from .records import strip_url_tokens
+
+    settings = _settings()
+    try:
+        event = get_event(_api_client(settings), event_uuid)
+    except CovageAPIError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    except Exception as exc:  # connection refused, retries exhausted
+        console.print(f"[red]Could not reach the API at {settings.api_url}: {type(exc).__name__}[/]")
+        raise typer.Exit(1) from None
+    if not show_links:
+        event = strip_url_tokens(event)
+    console.print_json(orjson.dumps(event).decode())
+
+
+@app.command("history")
+def history(
+    object_uuid: Annotated[str, typer.Argument(help="An order's or a service's uuid.")],
+    live: Annotated[
+        bool, typer.Option("--live", help="Ask the API (object filters) instead of the warehouse.")
+    ] = False,
+) -> None:
+    """The timeline of one order or service, ordered by business time (event_date, else creation_date)."""
+    settings = _settings()
+    if live:
+        rows = _live_timeline(settings, object_uuid)
+    else:
+        from .warehouse import WarehouseMissing, timeline
+
+        try:
+            rows = timeline(settings, object_uuid)
+        except WarehouseMissing as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+    if not rows:
+        console.print(f"No events for {object_uuid}" + (" at the API." if live else " in the warehouse (try --live)."))
+        raise typer.Exit(1)
+    table = Table(title=f"History of {object_uuid} ({len(rows)} events, {'API' if live else 'warehouse'})")
+    for col in ("business time", "type", "detail", "event_uuid"):
+        table.add_column(col)
+    for r in rows:
+        when = str(r["business_time"]) + (" *" if r.get("event_date_fallback") else "")
+        table.add_row(when, r["type"], str(r["detail"] or ""), r["event_uuid"])
+    console.print(table)
+    if any(r.get("event_date_fallback") for r in rows):
+        console.print("* event_date unreadable: creation_date shown instead")
+
+
+def _live_timeline(settings, object_uuid: str) -> list[dict]:
+    import orjson
+
+    from .paginator import SearchAfterPaginator
+    from .records import build_page
+
+    client = _api_client(settings)
+    paginator = SearchAfterPaginator(None, settings.page_size, settings.max_page_size)
+    seen: dict[str, dict] = {}
+    params = {"sort": "creation_date", "direction": "asc", "object_uuid": object_uuid}
+    for items in client.paginate("/api/events/", params=params, paginator=paginator):
+        for row in build_page(items).table.to_pylist():
+            seen[row["event_uuid"]] = row
+    rows = []
+    for r in seen.values():
+        data = orjson.loads(r["data"]) if r["data"] else {}
+        detail = next(
+            (
+                str(data[k])
+                for k in ("kosc_order_ref", "reject_code", "reason", "start_date", "message", "service_uuid")
+                if data.get(k)
+            ),
+            "",
+        )
+        rows.append(
+            {
+                "business_time": r["event_date"] or r["creation_date"],
+                "event_date_fallback": r["event_date"] is None,
+                "creation_date": r["creation_date"],
+                "type": r["type"],
+                "event_uuid": r["event_uuid"],
+                "detail": detail,
+            }
+        )
+    return sorted(rows, key=lambda r: (r["business_time"], r["creation_date"], r["event_uuid"]))
+
+
+@app.command("order-info")
+def order_info(
+    order_uuid: Annotated[str, typer.Argument(help="The order to write to.")],
+    message: Annotated[str, typer.Argument(help="The message text.")],
+    stop_deferred: Annotated[
+        bool, typer.Option("--stop-deferred", help="Ask the operator to end the order's deferral.")
+    ] = False,
+) -> None:
+    """Post an order-info message on an order (token of the 'admin' or 'delivery' group).
+
+    The API accepts one message every 5 minutes per order: the command refuses locally when the
+    warehouse shows a message less than 5 minutes old, and reports the API's own throttling plainly.
+    """
+    from datetime import timedelta
+
+    from .client import post_info
+    from .warehouse import last_info_message
+
+    settings = _settings()
+    last = last_info_message(settings, order_uuid)
+    if last is not None:
+        wait = last + timedelta(minutes=5) - datetime.now(UTC).replace(tzinfo=None)
+        if wait.total_seconds() > 0:
+            console.print(
+                f"[yellow]Not sent:[/] the last message on {order_uuid} was posted at {last:%Y-%m-%d %H:%M:%S} UTC; "
+                f"the API accepts one every 5 minutes. Try again in {int(wait.total_seconds()) + 1} s."
+            )
+            raise typer.Exit(3)
+    response = post_info(_api_client(settings), order_uuid, message, True if stop_deferred else None)
+    if response.status_code == 201:
+        console.print(f"Posted: event {response.json().get('event_uuid')} on order {order_uuid}.")
+        return
+    if response.status_code == 429:
+        console.print(
+            f"[yellow]Not sent: the API throttled the message (one every 5 minutes per order). "
+            f"Retry in {response.headers.get('Retry-After', '?')} s.[/]"
+        )
+        raise typer.Exit(3)
+    detail = ""
+    with contextlib.suppress(ValueError, AttributeError):
+        detail = response.json().get("detail", "")
+    hints = {
+        401: "Set COVAGE_API_TOKEN.",
+        403: "Your token must belong to the 'admin' or 'delivery' group.",
+        404: "No such order at the API.",
+    }
+    console.print(f"[red]Not sent ({response.status_code}): {detail} {hints.get(response.status_code, '')}[/]")
+    raise typer.Exit(1)
+
+
 @app.command()
 def demo(
     orders: Annotated[int, typer.Option(help="Orders in the emulator's history.")] = 2000,
     seed: Annotated[int, typer.Option(help="Emulator seed.")] = 42,
 ) -> None:
-    """The main job on local data: start an emulator on loopback and show what it serves."""
-    from .emulator import EmulatorConfig, running_emulator
+    """The main job on local data: start an emulator on loopback, backfill the warehouse from it,
+    let a day pass on the emulator's clock, ingest again (incremental), and summarise.
 
-    config = EmulatorConfig(seed=seed, orders=orders, start=_today_utc())
+    Writes under <COVAGE_DATA_DIR>/demo/, never in your real warehouse.
+    """
+    from .emulator import EmulatorConfig, running_emulator
+    from .pipeline import IngestError
+
+    base = _settings()
+    token = "demo-token"
+    config = EmulatorConfig(seed=seed, orders=orders, start=_today_utc(), tokens={token: "admin"})
     console.print("Starting the emulator on loopback...")
     with running_emulator(config) as running:
         status = httpx.get(f"{running.url}/_emulator/status", timeout=60).json()
         print_emulator_summary(status, running.url)
-        spec = httpx.get(f"{running.url}/openapi.json", timeout=10).json()
-        console.print(f"Contract: {running.url}/openapi.json ({len(spec['paths'])} paths).")
+        settings = dataclasses.replace(
+            base, api_url=running.url, api_token=token, data_dir=base.data_dir / "demo", auth_type="bearer"
+        )
+        try:
+            console.rule("Backfill (full refresh)")
+            print_ingest_summary(run_ingest(settings, full_refresh=True))
+            running.store.advance(24 * 3600)
+            console.rule("A day later on the emulator's clock: incremental run")
+            print_ingest_summary(run_ingest(settings))
+        except IngestError as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
 
 
 def main() -> None:

@@ -82,9 +82,12 @@ def test_bad_set_option_is_a_usage_error():
     assert "--set takes NAME=VALUE" in result.stdout + result.stderr
 
 
-def test_demo_prints_what_the_emulator_serves():
-    result = subprocess.run([COVAGE, "demo", "--orders", "80"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+def test_demo_serves_ingests_and_summarises(tmp_path):
+    env = {**os.environ, "COVAGE_DATA_DIR": str(tmp_path)}
+    result = subprocess.run([COVAGE, "demo", "--orders", "80"], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "Orders by kind" in result.stdout
     assert "order-submitted" in result.stdout
-    assert "openapi.json (3 paths)" in result.stdout
+    assert result.stdout.count("Ingestion summary") == 2
+    assert "incremental run" in result.stdout
+    assert (tmp_path / "demo" / "covage.duckdb").exists()

@@ -1,0 +1,164 @@
+"""Runs the `covage` source into the warehouse, one committed chunk of pages at a time.
+
+Each chunk is one dlt load that carries its rows and the cursor state together; a crash between
+chunks loses nothing committed, a crash inside one loses that chunk's work only, and the next
+run re-reads from the committed cursor minus the lookback. Never leaves a partial chunk behind
+that a rerun would not converge from (the merge on `event_uuid` absorbs any re-read).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import dlt
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from .settings import Settings
+from .source import RunStats, covage_source, start_instant
+
+PIPELINE_NAME = "covage"
+
+
+class IngestError(RuntimeError):
+    """An ingestion stopped; the message names the committed cursor to resume from."""
+
+
+@dataclass
+class IngestSummary:
+    stats: RunStats
+    chunks: int
+    seconds: float
+    cursor: dict | None
+    warehouse: str
+    events_in_table: int | None
+
+    def as_dict(self) -> dict:
+        s = self.stats
+        return {
+            "pages": s.pages,
+            "received": s.received,
+            "new": s.new,
+            "updated": s.updated,
+            "skipped_duplicates": s.duplicates,
+            "quarantined": s.quarantined,
+            "tie_overflow": s.tie_overflow,
+            "chunks": self.chunks,
+            "seconds": round(self.seconds, 3),
+            "events_per_s": round(s.received / self.seconds) if self.seconds > 0 else None,
+            "cursor": self.cursor,
+            "events_in_table": self.events_in_table,
+            "warehouse": self.warehouse,
+        }
+
+
+def make_pipeline(settings: Settings) -> dlt.Pipeline:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return dlt.pipeline(
+        pipeline_name=PIPELINE_NAME,
+        destination=dlt.destinations.duckdb(str(settings.duckdb_path)),
+        dataset_name=settings.dataset,
+        pipelines_dir=str(settings.pipelines_dir),
+    )
+
+
+def resource_state(pipeline: dlt.Pipeline) -> dict:
+    """The committed state of the `events` resource (cursor, resume point, checkpoints)."""
+    sources = pipeline.state.get("sources", {})
+    return sources.get("covage", {}).get("resources", {}).get("events", {})
+
+
+def _known_rows(pipeline: dlt.Pipeline, where: str, args: tuple) -> dict[str, datetime | None]:
+    """event_uuid -> modification_date of the rows a run is about to re-read."""
+    try:
+        with pipeline.sql_client() as sql:
+            table = sql.make_qualified_table_name("events")
+            rows = sql.execute_sql(f"select event_uuid, modification_date from {table} where {where}", *args)
+    except Exception:  # no dataset or no table yet: nothing is known
+        return {}
+    return {uuid: mod for uuid, mod in rows or ()}
+
+
+def _count_events(pipeline: dlt.Pipeline) -> int | None:
+    try:
+        with pipeline.sql_client() as sql:
+            rows = sql.execute_sql(f"select count(*) from {sql.make_qualified_table_name('events')}")
+            return int(rows[0][0])
+    except Exception:
+        return None
+
+
+def ingest(
+    settings: Settings,
+    *,
+    full_refresh: bool = False,
+    since: datetime | None = None,
+    object_type: str | None = None,
+    object_uuid: str | None = None,
+    on_page: Callable[[RunStats], None] | None = None,
+    pipeline: dlt.Pipeline | None = None,
+) -> IngestSummary:
+    """Brings the warehouse up to date with the API; returns what happened."""
+    pipeline = pipeline or make_pipeline(settings)
+    if full_refresh:
+        pipeline.drop()  # local state only; the tables and their state go with refresh below
+        pipeline = make_pipeline(settings)
+    stats = RunStats()
+    started = time.monotonic()
+    scoped = bool(object_type or object_uuid)
+    if full_refresh:
+        known = {}
+    elif scoped:
+        known = _known_rows(pipeline, "object_uuid = %s", (object_uuid,)) if object_uuid else {}
+    else:
+        instant = start_instant(resource_state(pipeline), settings, since)
+        known = _known_rows(pipeline, "creation_date > %s", (instant,)) if instant is not None else {}
+    chunks = 0
+    committed = resource_state(pipeline).get("cursor")
+    while True:
+        source = covage_source(
+            settings,
+            object_type=object_type,
+            object_uuid=object_uuid,
+            since=since if chunks == 0 else None,
+            resume=chunks > 0,
+            known=known,
+            stats=stats,
+            max_pages=settings.chunk_pages,
+            on_page=on_page,
+        )
+        try:
+            pipeline.run(source, refresh="drop_sources" if full_refresh and chunks == 0 else None)
+        except PipelineStepFailed as exc:
+            raise IngestError(_failure_message(exc, committed, settings)) from None
+        chunks += 1
+        committed = resource_state(pipeline).get("cursor")
+        if resource_state(pipeline).get("reached_end", True) or scoped:
+            break
+    return IngestSummary(
+        stats=stats,
+        chunks=chunks,
+        seconds=time.monotonic() - started,
+        cursor=resource_state(pipeline).get("cursor"),
+        warehouse=str(settings.duckdb_path),
+        events_in_table=_count_events(pipeline),
+    )
+
+
+def _failure_message(exc: PipelineStepFailed, cursor: dict | None, settings: Settings) -> str:
+    cause: BaseException = exc
+    while cause.__cause__ is not None or getattr(cause, "exception", None) is not None:
+        cause = getattr(cause, "exception", None) or cause.__cause__
+    where = (
+        f"the last committed cursor is creation_date {cursor['creation_date']} (sort_value {cursor['sort_value']})"
+        if cursor
+        else "nothing was committed yet"
+    )
+    return (
+        f"Ingestion stopped at step '{exc.step}': {type(cause).__name__}: {cause}\n"
+        f"Everything up to {where} is safely in {Path(settings.duckdb_path)}. "
+        "Run `covage ingest` again to resume from there (it re-reads the lookback window; nothing is duplicated)."
+    )

@@ -1,0 +1,124 @@
+"""Where every setting comes from, in one place, with the same defaults for the CLI, Dagster and tests.
+
+Order of precedence: an explicit argument, then the short environment variables (`COVAGE_*`),
+then dlt's config and secrets (`[sources.covage]` in `.dlt/config.toml` / `.dlt/secrets.toml`, or
+`SOURCES__COVAGE__*` variables), then the defaults below. The token is never printed: `repr`
+hides it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_API_URL = "http://127.0.0.1:8765"  # `covage emulator serve`'s default address
+# The emulator shows an event at most `late_window_s` (300 s) after its creation_date; three times
+# that leaves room for a slow run and real-world providers.
+DEFAULT_LOOKBACK_S = 900.0
+
+_ENV = {
+    "api_url": "COVAGE_API_URL",
+    "api_token": "COVAGE_API_TOKEN",
+    "auth_type": "COVAGE_API_AUTH",
+    "username": "COVAGE_API_USERNAME",
+    "auth_header": "COVAGE_API_HEADER",
+    "data_dir": "COVAGE_DATA_DIR",
+    "page_size": "COVAGE_PAGE_SIZE",
+    "max_page_size": "COVAGE_MAX_PAGE_SIZE",
+    "lookback_s": "COVAGE_LOOKBACK_SECONDS",
+    "cursor_mode": "COVAGE_CURSOR_MODE",
+    "start_date": "COVAGE_START_DATE",
+    "chunk_pages": "COVAGE_CHUNK_PAGES",
+    "max_item_bytes": "COVAGE_MAX_ITEM_BYTES",
+    "dataset": "COVAGE_DATASET",
+}
+_SECRETS = {"api_token"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_url: str = DEFAULT_API_URL
+    api_token: str | None = field(default=None, repr=False)
+    auth_type: str = "bearer"  # bearer | basic (token as password) | header (custom header)
+    username: str = ""
+    auth_header: str = "X-API-Key"
+    data_dir: Path = Path("data")
+    dataset: str = "covage_raw"  # schema of the raw tables (not "covage": the DuckDB file is covage.duckdb)
+    page_size: int = 1000
+    max_page_size: int = 1000  # the API's largest page (the paginator doubles up to it on big ties)
+    lookback_s: float = DEFAULT_LOOKBACK_S
+    cursor_mode: str = "built"  # built: cursors built from timestamps; opaque: only the API's own
+    start_date: str | None = None  # first run starts here (ISO date or datetime); default: the beginning
+    chunk_pages: int = 100  # pages per committed load: a crash loses at most this much work
+    max_item_bytes: int = 1_000_000  # larger items are quarantined, not loaded
+    request_timeout: float | None = None  # None: dlt's [runtime] request_timeout
+    max_attempts: int | None = None  # None: dlt's [runtime] request_max_attempts
+    backoff_factor: float | None = None
+    max_retry_delay: float | None = None
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.data_dir / "covage.duckdb"
+
+    @property
+    def pipelines_dir(self) -> Path:
+        return self.data_dir / "dlt_pipelines"
+
+    def check(self) -> Settings:
+        if self.auth_type not in ("bearer", "basic", "header"):
+            raise ValueError(f"COVAGE_API_AUTH must be bearer, basic or header, not {self.auth_type!r}")
+        if self.cursor_mode not in ("built", "opaque"):
+            raise ValueError(f"COVAGE_CURSOR_MODE must be built or opaque, not {self.cursor_mode!r}")
+        if not 1 <= self.page_size <= self.max_page_size:
+            raise ValueError(f"page size must be from 1 to {self.max_page_size}, not {self.page_size}")
+        if self.lookback_s < 0:
+            raise ValueError("the lookback cannot be negative")
+        return self
+
+
+def _from_dlt(name: str) -> Any:
+    import dlt
+
+    key = f"sources.covage.{name}"
+    try:
+        return dlt.secrets.get(key) if name in _SECRETS else dlt.config.get(key)
+    except Exception:  # no provider holds it, or a malformed toml: fall back to the default
+        return None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings resolved from arguments, environment, dlt config/secrets, then defaults."""
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if overrides.get(f.name) is not None:
+            values[f.name] = _cast(f.name, overrides[f.name])
+            continue
+        raw = os.environ.get(_ENV.get(f.name, ""), "") or None
+        if raw is None:
+            raw = _from_dlt(f.name)
+        if raw is None:
+            continue
+        values[f.name] = _cast(f.name, raw)
+    return Settings(**values).check()
+
+
+def _cast(name: str, raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return Path(raw) if name == "data_dir" else raw
+    default = getattr(Settings(), name)
+    if name == "data_dir":
+        return Path(raw)
+    if isinstance(default, bool):
+        return str(raw).lower() in ("1", "true", "yes")
+    if isinstance(default, int) and not isinstance(default, bool):
+        return int(raw)
+    if isinstance(default, float) or name in ("request_timeout", "backoff_factor", "max_retry_delay"):
+        return float(raw)
+    if name == "max_attempts":
+        return int(raw)
+    return str(raw)
+
+
+__all__ = ["DEFAULT_API_URL", "DEFAULT_LOOKBACK_S", "Settings", "load_settings", "replace"]

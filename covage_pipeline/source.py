@@ -167,7 +167,9 @@ def events(
         after, not_before = None, None  # an object's whole history; the global cursor is untouched
     else:
         after, not_before = start_after(state, settings, since, resume)
-    paginator = SearchAfterPaginator(after, settings.page_size, settings.max_page_size)
+    # a resumed chunk keeps the page size a large tie had grown it to, or it would grow it again
+    size = state.get("resume_page_size", settings.page_size) if resume and not scoped else settings.page_size
+    paginator = SearchAfterPaginator(after, size, settings.max_page_size)
     repeats = set(state.get("tail_uuids", [])) if resume and not scoped else set()
     params = {"sort": "creation_date", "direction": "asc", **scope.params()}
     state["reached_end"] = False
@@ -212,6 +214,7 @@ def _advance(state: dict, paginator: SearchAfterPaginator, settings: Settings) -
         if settings.cursor_mode == "opaque":
             _push_checkpoint(state, state["cursor"]["creation_date"], sort_value, settings)
     state["resume_after"] = paginator.after
+    state["resume_page_size"] = paginator.page_size
     state["tail_uuids"] = sorted(paginator.tail_uuids)
 
 

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from covage_pipeline.emulator import catalogue
-from covage_pipeline.pipeline import IngestError, ingest, resource_state
+from covage_pipeline.pipeline import IngestError, ingest, make_pipeline, resource_state
 from covage_pipeline.source import build_cursor
 
 from .extraction import assert_equals_ground_truth, event_ids, settings_for, warehouse
@@ -112,9 +112,8 @@ def test_full_refresh_and_since(emulator_factory, tmp_path):
     assert run.cursor["creation_date"] == truth[-1]["creation_date"]  # never moves backwards
 
     con = duckdb.connect(str(settings.duckdb_path))
-    con.execute(
-        f"delete from {settings.dataset}.events where event_uuid in (select event_uuid from {settings.dataset}.events limit 10)"
-    )
+    table = f"{settings.dataset}.events"
+    con.execute(f"delete from {table} where event_uuid in (select event_uuid from {table} limit 10)")
     con.close()
     refreshed = ingest(settings, full_refresh=True)
     assert refreshed.stats.new == len(truth)
@@ -130,10 +129,7 @@ def test_object_scoped_extraction_leaves_the_cursor_alone(emulator_factory, tmp_
     run = ingest(settings, object_type="order", object_uuid=order_uuid)
     assert set(event_ids(settings)) == expected
     assert run.stats.new == len(expected)
-    assert "cursor" not in resource_state(
-        run_pipeline := __import__("covage_pipeline.pipeline").pipeline.make_pipeline(settings)
-    )
-    del run_pipeline
+    assert "cursor" not in resource_state(make_pipeline(settings))
     again = ingest(settings, object_type="order", object_uuid=order_uuid)
     assert again.stats.new == 0 and again.stats.duplicates == len(expected)
     ingest(settings)  # the global backfill still reads everything

@@ -17,6 +17,7 @@ from pathlib import Path
 import dlt
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from .client import CovageAPIError
 from .settings import Settings
 from .source import RunStats, covage_source, start_instant
 
@@ -150,15 +151,19 @@ def ingest(
 
 def _failure_message(exc: PipelineStepFailed, cursor: dict | None, settings: Settings) -> str:
     cause: BaseException = exc
-    while cause.__cause__ is not None or getattr(cause, "exception", None) is not None:
+    # the innermost error, unless one of ours already says what happened in plain words
+    while not isinstance(cause, CovageAPIError) and (
+        cause.__cause__ is not None or getattr(cause, "exception", None) is not None
+    ):
         cause = getattr(cause, "exception", None) or cause.__cause__
-    where = (
-        f"the last committed cursor is creation_date {cursor['creation_date']} (sort_value {cursor['sort_value']})"
-        if cursor
-        else "nothing was committed yet"
-    )
+    if cursor:
+        kept = (
+            f"Everything up to the last committed cursor (creation_date {cursor['creation_date']}, "
+            f"sort_value {cursor['sort_value']}) is safely in {Path(settings.duckdb_path)}."
+        )
+    else:
+        kept = f"Nothing was committed yet to {Path(settings.duckdb_path)}."
     return (
-        f"Ingestion stopped at step '{exc.step}': {type(cause).__name__}: {cause}\n"
-        f"Everything up to {where} is safely in {Path(settings.duckdb_path)}. "
-        "Run `covage ingest` again to resume from there (it re-reads the lookback window; nothing is duplicated)."
+        f"Ingestion stopped at step '{exc.step}': {type(cause).__name__}: {cause}\n{kept} "
+        "Run `covage ingest` again to resume (it re-reads the lookback window; nothing is duplicated)."
     )

@@ -69,7 +69,7 @@ EVENTS_COLUMNS: dict[str, dict] = {
 QUARANTINE_COLUMNS: dict[str, dict] = {
     "quarantine_id": {"data_type": "text", "nullable": False, "primary_key": True},
     "reason": {"data_type": "text"},
-    "event_uuid": {"data_type": "text"},
+    "event_uuid": {"data_type": "text", "nullable": True, "primary_key": False},  # not the resource's key
     "raw": {"data_type": "text"},
     "received_at": {**_TS},
     "page_after": {"data_type": "text"},

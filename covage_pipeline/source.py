@@ -41,6 +41,12 @@ class _JsonHintNotice(logging.Filter):
 
 logging.getLogger("dlt").addFilter(_JsonHintNotice())
 
+EVENTS_HINTS = dlt.mark.make_hints(
+    table_name="events",
+    write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+    primary_key="event_uuid",
+    columns=EVENTS_COLUMNS,
+)
 QUARANTINE_TABLE = "events_quarantine"
 # Items that cannot be `events` rows land here with the reason, merged on a hash of (reason, raw).
 QUARANTINE_HINTS = dlt.mark.make_hints(
@@ -190,9 +196,9 @@ def events(
         stats.tie_overflow = paginator.tie_overflow
         if not scoped and paginator.last_item is not None:
             _advance(state, paginator, settings)
-            stats.cursor = dict(state["cursor"])
+            stats.cursor = dict(state["cursor"]) if state.get("cursor") else None
         if table.num_rows:
-            yield table
+            yield dlt.mark.with_hints(table, EVENTS_HINTS, create_table_variant=True)
         if page.quarantined:
             stats.quarantined += len(page.quarantined)
             yield dlt.mark.with_hints(page.quarantined, QUARANTINE_HINTS, create_table_variant=True)
@@ -240,13 +246,9 @@ def covage_source(
         backoff_factor=settings.backoff_factor,
         max_retry_delay=settings.max_retry_delay,
     )
-    resource = dlt.resource(
-        events,
-        name="events",
-        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-        primary_key="event_uuid",
-        columns=EVENTS_COLUMNS,
-    )(
+    # Two tables from one pass over the pages: each yield carries its own table's hints, so the
+    # quarantine table does not inherit the events table's key and not-null columns.
+    resource = dlt.resource(events, name="events")(
         settings,
         client,
         Scope(object_type, object_uuid),

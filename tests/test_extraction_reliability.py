@@ -1,0 +1,267 @@
+"""Reliability of the extraction: faults on the wire, retries running out, SIGKILL, bad servers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+from covage_pipeline.emulator import FaultConfig, RunningEmulator
+from covage_pipeline.emulator.app import EmulatorApp
+from covage_pipeline.pipeline import IngestError, ingest
+from covage_pipeline.settings import load_settings
+
+from .conftest import TOKEN, make_config
+from .extraction import assert_equals_ground_truth, event_ids, settings_for, warehouse
+
+FAULTS = {
+    "error_bursts": {"error_rate": 0.3, "error_burst": 2},
+    "rate_limit": {"rate_limit_rate": 0.3, "retry_after_s": 1},
+    "slow": {"slow_rate": 0.3, "slow_s": 1.2},
+    "drop": {"drop_rate": 0.3},
+    "truncate": {"truncate_rate": 0.3},
+    "mix": {
+        "error_rate": 0.1,
+        "rate_limit_rate": 0.08,
+        "retry_after_s": 1,
+        "slow_rate": 0.05,
+        "slow_s": 1.2,
+        "drop_rate": 0.1,
+        "truncate_rate": 0.1,
+    },
+}
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    for name in ("COVAGE_API_URL", "COVAGE_API_TOKEN", "COVAGE_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize("mode", list(FAULTS))
+def test_each_fault_mode_still_converges_to_ground_truth(emulator_factory, tmp_path, mode):
+    emu = emulator_factory(orders=80, faults=FaultConfig(seed=3, **FAULTS[mode]))
+    settings = settings_for(emu, tmp_path, page_size=50, request_timeout=0.6, max_attempts=12, max_retry_delay=1.0)
+    ingest(settings)
+    emu.store.advance(3 * 3600)
+    ingest(settings)
+    assert sum(emu.app.faults.injected.values()) > 0, "the faults must actually have been injected"
+    emu.app.faults.configure(FaultConfig())
+    assert_equals_ground_truth(settings, emu.store.ground_truth(emu.url))
+
+
+def test_retries_running_out_fail_clearly_and_a_rerun_converges(emulator_factory, tmp_path):
+    emu = emulator_factory(orders=200)
+    settings = settings_for(emu, tmp_path, page_size=50, chunk_pages=3, max_attempts=3)
+    committed: dict = {}
+
+    def break_after_first_chunk(stats) -> None:
+        if stats.pages == 3:
+            committed.update(stats.cursor)
+        if stats.pages == 4:
+            emu.app.faults.configure(FaultConfig(error_rate=1.0, error_burst=10_000))
+
+    with pytest.raises(IngestError) as info:
+        ingest(settings, on_page=break_after_first_chunk)
+    message = str(info.value)
+    assert committed["creation_date"] in message and committed["sort_value"] in message
+    assert "covage ingest" in message
+    kept = len(event_ids(settings))
+    assert kept >= 100  # the first chunk (3 pages) is committed and stays
+
+    emu.app.faults.configure(FaultConfig())
+    ingest(settings)
+    assert_equals_ground_truth(settings, emu.store.ground_truth(emu.url))
+
+
+def _serve(app) -> RunningEmulator:
+    """A real uvicorn server for an arbitrary ASGI app (the emulator's runner reused)."""
+    holder = EmulatorApp(make_config(orders=1))
+    holder.asgi = app
+    return RunningEmulator(holder).start()
+
+
+def _item(n: int, **changes) -> dict:
+    created = f"2026-01-01T00:00:{n:02d}.000000"
+    item = {
+        "model": "event",
+        "event_uuid": f"evt{n:05d}",
+        "type": "order-running",
+        "object_type": "order",
+        "object_uuid": "order-1",
+        "event_date": created,
+        "creation_date": created,
+        "modification_date": created,
+        "data": None,
+        "sort_value": "",
+    }
+    item["sort_value"] = __import__("base64").b64encode(orjson.dumps([created])).decode()
+    item.update(changes)
+    return item
+
+
+class BadServer:
+    """Answers each listing with the next scripted body; an empty list once the script is done."""
+
+    def __init__(self, bodies: list[tuple[int, bytes, str]]) -> None:
+        self.bodies = bodies
+        self.calls = 0
+        self.lock = threading.Lock()
+
+        async def listing(request):
+            with self.lock:
+                i = self.calls
+                self.calls += 1
+            status, body, ctype = self.bodies[i] if i < len(self.bodies) else (200, b"[]", "application/json")
+            return Response(body, status_code=status, media_type=ctype)
+
+        self.app = Starlette(routes=[Route("/api/events/", listing)])
+
+
+def _bad_settings(server: RunningEmulator, tmp_path: Path, **overrides):
+    values = {
+        "api_url": server.url,
+        "api_token": "tok-SECRET-123",
+        "data_dir": tmp_path,
+        "page_size": 5,
+        "max_attempts": 3,
+        "backoff_factor": 0.01,
+        "max_retry_delay": 0.05,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "says"),
+    [
+        (b'[{"event_uuid": "a", "creat', "application/json", "not JSON"),
+        (b"<!DOCTYPE html><html><body>Please log in</body></html>", "text/html", "HTML page"),
+        (b'{"results": []}', "application/json", "not the list of events"),
+    ],
+)
+def test_unusable_bodies_fail_with_a_clear_error(tmp_path, body, ctype, says, caplog):
+    bad = BadServer([(200, body, ctype)] * 10)
+    server = _serve(bad.app)
+    try:
+        with caplog.at_level(logging.DEBUG), pytest.raises(IngestError) as info:
+            ingest(_bad_settings(server, tmp_path))
+    finally:
+        server.stop()
+    assert says in str(info.value)
+    if says != "not the list of events":
+        assert bad.calls == 3  # retried up to max_attempts before giving up
+    assert "tok-SECRET-123" not in str(info.value)
+    assert "tok-SECRET-123" not in caplog.text
+
+
+def test_bad_items_are_quarantined_never_dropped(tmp_path, caplog):
+    page = [
+        _item(1),
+        _item(2, event_uuid=None),
+        _item(3, sort_value=None),  # not the last one: still a good event
+        _item(4, data="a string"),
+        _item(5, data=["a", "list"]),
+        _item(6, data={"message": "x" * 2_000_000}),
+        _item(7, surprise_field={"kept": True}),
+        42,
+        _item(9, event_date="0000-00-00T00:00:00", type="order-brand-new-type"),
+        _item(10, creation_date="yesterday"),
+        _item(11),
+    ]
+    bad = BadServer([(200, orjson.dumps(page), "application/json")])
+    server = _serve(bad.app)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            settings = _bad_settings(server, tmp_path, page_size=100)
+            ingest(settings)
+            bad.calls = 0  # the same page again: nothing is duplicated
+            ingest(settings, since=__import__("datetime").datetime(2025, 1, 1))
+    finally:
+        server.stop()
+    events = {r["event_uuid"]: r for r in warehouse(settings)}
+    assert set(events) == {"evt00001", "evt00003", "evt00007", "evt00009", "evt00011"}
+    assert orjson.loads(events["evt00007"]["extra_fields"]) == {"surprise_field": {"kept": True}}
+    assert events["evt00009"]["event_date"] is None and events["evt00009"]["event_date_invalid"]
+    assert events["evt00009"]["type"] == "order-brand-new-type"
+    quarantine = warehouse(settings, "events_quarantine")
+    reasons = sorted(q["reason"] for q in quarantine)
+    assert reasons == sorted(
+        [
+            "missing event_uuid",
+            "data is a JSON str, not an object or null",
+            "data is a JSON list, not an object or null",
+            "item larger than 1000000 bytes",
+            "item is a JSON int, not an object",
+            "unreadable creation_date",
+        ]
+    )
+    assert all(q["raw"] for q in quarantine)
+    assert "tok-SECRET-123" not in caplog.text
+
+
+def test_a_full_page_without_any_cursor_stops_clearly(tmp_path):
+    page = [_item(n, sort_value=None) for n in range(1, 6)]
+    bad = BadServer([(200, orjson.dumps(page), "application/json")])
+    server = _serve(bad.app)
+    try:
+        with pytest.raises(IngestError) as info:
+            ingest(_bad_settings(server, tmp_path, page_size=5))
+    finally:
+        server.stop()
+    assert "sort_value" in str(info.value)
+
+
+def test_the_token_is_stored_nowhere(emulator_factory, tmp_path, caplog):
+    emu = emulator_factory(orders=60, tokens={"tok-SECRET-456": "admin"}, share_fiber_pro=1.0)
+    settings = settings_for(emu, tmp_path, api_token="tok-SECRET-456")
+    with caplog.at_level(logging.DEBUG):
+        ingest(settings)
+    assert "tok-SECRET-456" not in caplog.text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert b"tok-SECRET-456" not in path.read_bytes(), path
+    assert all("se=" not in (r["data"] or "") for r in warehouse(settings))
+
+
+KILL_TRIALS = 4
+
+
+def test_sigkill_at_random_points_then_rerun_converges(emulator_factory, tmp_path):
+    emu = emulator_factory(orders=700)
+    env = {
+        **os.environ,
+        "COVAGE_API_URL": emu.url,
+        "COVAGE_API_TOKEN": TOKEN,
+        "COVAGE_DATA_DIR": str(tmp_path),
+        "COVAGE_PAGE_SIZE": "50",
+        "COVAGE_CHUNK_PAGES": "2",
+    }
+    covage = str(Path(sys.executable).with_name("covage"))
+    rng = random.Random(20261127)
+    killed = 0
+    for _ in range(KILL_TRIALS):
+        proc = subprocess.Popen([covage, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.5, 6.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.wait()
+        emu.store.advance(rng.uniform(0, 4 * 3600))  # the feed moves on between attempts
+    assert killed >= 2, "the trials should interrupt runs, not watch them finish"
+    final = subprocess.run([covage, "ingest"], env=env, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stdout + final.stderr
+    settings = load_settings(data_dir=tmp_path)
+    assert_equals_ground_truth(settings, emu.store.ground_truth(emu.url))

@@ -268,17 +268,10 @@ events_app = typer.Typer(help="Single events, straight from the API.", no_args_i
 app.add_typer(events_app, name="events")
 
 
-def _api_client(settings):
-    from .client import make_auth, make_client
+def _api_client(settings, retry: bool = True):
+    from .client import client_for
 
-    return make_client(
-        settings.api_url,
-        make_auth(settings.auth_type, settings.api_token, settings.username, settings.auth_header),
-        request_timeout=settings.request_timeout,
-        max_attempts=settings.max_attempts,
-        backoff_factor=settings.backoff_factor,
-        max_retry_delay=settings.max_retry_delay,
-    )
+    return client_for(settings, retry=retry)
 
 
 @events_app.command("get")
@@ -406,7 +399,7 @@ def order_info(
                 f"the API accepts one every 5 minutes. Try again in {int(wait.total_seconds()) + 1} s."
             )
             raise typer.Exit(3)
-    response = post_info(_api_client(settings), order_uuid, message, True if stop_deferred else None)
+    response = post_info(_api_client(settings, retry=False), order_uuid, message, True if stop_deferred else None)
     if response.status_code == 201:
         console.print(f"Posted: event {response.json().get('event_uuid')} on order {order_uuid}.")
         return

@@ -15,9 +15,12 @@ from dlt.common.configuration.inject import with_config
 from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.common.typing import ConfigValue
 from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, DEFAULT_RETRY_STATUS
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth, AuthConfigBase, BearerTokenAuth, HttpBasicAuth
 from requests import Response
+
+from .settings import Settings
 
 AuthType = Literal["bearer", "basic", "header"]
 
@@ -100,22 +103,39 @@ def make_client(
     max_attempts: int | None = None,
     backoff_factor: float | None = None,
     max_retry_delay: float | None = None,
+    retry: bool = True,
 ) -> CovageRESTClient:
     """A RESTClient whose session retries 429 (honouring Retry-After), 5xx, timeouts, dropped
     connections and unreadable bodies with capped exponential backoff.
 
     Settings not given here come from dlt's `[runtime]` section (`request_timeout`,
-    `request_max_attempts`, `request_backoff_factor`, `request_max_retry_delay`)."""
+    `request_max_attempts`, `request_backoff_factor`, `request_max_retry_delay`). `retry=False`
+    is for writes: a throttled or failed POST is reported, never repeated behind the user's back."""
     runtime = _runtime()
     http = Client(
         request_timeout=request_timeout if request_timeout is not None else runtime.request_timeout,
         request_max_attempts=max_attempts if max_attempts is not None else runtime.request_max_attempts,
         request_backoff_factor=backoff_factor if backoff_factor is not None else runtime.request_backoff_factor,
         request_max_retry_delay=max_retry_delay if max_retry_delay is not None else runtime.request_max_retry_delay,
-        retry_condition=body_is_unreadable,
+        retry_condition=body_is_unreadable if retry else None,
+        status_codes=DEFAULT_RETRY_STATUS if retry else (),
+        exceptions=DEFAULT_RETRY_EXCEPTIONS if retry else (),
         raise_for_status=False,  # RESTClient raises for paged calls; single calls check themselves
     )
     return CovageRESTClient(base_url=base_url.rstrip("/"), auth=auth, session=http.session, data_selector="$")
+
+
+def client_for(settings: Settings, retry: bool = True) -> CovageRESTClient:
+    """The API client the settings describe (URL, auth scheme, token, timeouts, retries)."""
+    return make_client(
+        settings.api_url,
+        make_auth(settings.auth_type, settings.api_token, settings.username, settings.auth_header),
+        request_timeout=settings.request_timeout,
+        max_attempts=settings.max_attempts,
+        backoff_factor=settings.backoff_factor,
+        max_retry_delay=settings.max_retry_delay,
+        retry=retry,
+    )
 
 
 def get_event(client: RESTClient, event_uuid: str) -> dict:

@@ -24,7 +24,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .client import CovageRESTClient, make_auth, make_client
+from .client import CovageRESTClient, client_for
 from .paginator import SearchAfterPaginator
 from .records import EVENTS_COLUMNS, QUARANTINE_COLUMNS, build_page
 from .settings import Settings
@@ -238,14 +238,7 @@ def covage_source(
 ):
     """Events of the Covage API. `settings` comes from `covage_pipeline.settings.load_settings()`,
     which reads dlt's config and secrets; the other arguments scope or resume one run."""
-    client = make_client(
-        settings.api_url,
-        make_auth(settings.auth_type, settings.api_token, settings.username, settings.auth_header),
-        request_timeout=settings.request_timeout,
-        max_attempts=settings.max_attempts,
-        backoff_factor=settings.backoff_factor,
-        max_retry_delay=settings.max_retry_delay,
-    )
+    client = client_for(settings)
     # Two tables from one pass over the pages: each yield carries its own table's hints, so the
     # quarantine table does not inherit the events table's key and not-null columns.
     resource = dlt.resource(events, name="events")(

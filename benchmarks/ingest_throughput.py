@@ -32,7 +32,7 @@ import orjson
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).parent))
-from emulator_throughput import TOKEN, free_port, page_emulator, start, stop, wait_http  # noqa: E402
+from emulator_throughput import TOKEN, free_port, page_emulator, start, stop, wait_http
 
 BIN = Path(sys.executable).parent
 PAGE = 1000
@@ -79,7 +79,7 @@ def baseline(url: str, db: Path) -> tuple[int, float]:
             batch.append(table)
             n += len(items)
             if len(batch) == 100:
-                whole = pa.concat_tables(batch)  # noqa: F841 - read by DuckDB's replacement scan
+                whole = pa.concat_tables(batch)
                 con.execute("insert into events select * from whole")
                 batch = []
         if batch:
@@ -166,7 +166,7 @@ def scale(orders: int, tmp: Path, with_baseline: bool, profile: bool) -> dict:
         if with_baseline:
             n, secs = baseline(url, tmp / "baseline.duckdb")
             result["baseline_eps"] = n / secs
-        secs, rss, out = run_cli_ingest(url, tmp / f"pipeline-{orders}")
+        secs, rss, _out = run_cli_ingest(url, tmp / f"pipeline-{orders}")
         result.update(pipeline_s=secs, pipeline_eps=visible / secs, pipeline_rss_mb=rss)
         result["idle_s"] = idle_run(url, tmp / f"pipeline-{orders}")
         if profile:

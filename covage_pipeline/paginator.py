@@ -14,6 +14,10 @@ maximum, paging moves on from the last item and the caller is told (`tie_overflo
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
@@ -75,3 +79,71 @@ class SearchAfterPaginator(BasePaginator):
 
     def __str__(self) -> str:
         return f"SearchAfterPaginator(after={self.after!r}, size={self.page_size})"
+
+
+@dataclass(frozen=True)
+class FetchedPage:
+    """A page with the paginator's state as it stood right after that page."""
+
+    items: list
+    after: str | None
+    page_size: int
+    tail_uuids: set[str]
+    last_item: dict | None
+    tie_overflow: int
+    has_next_page: bool
+
+
+_DONE = object()
+
+
+def prefetch(pages: Iterator[list], paginator: SearchAfterPaginator, depth: int = 2) -> Iterator[FetchedPage]:
+    """Fetches the next pages in a thread while the caller processes the current one.
+
+    The cursor of page N+1 only depends on page N's raw items, so the network wait overlaps the
+    caller's parsing and loading. HTTP and JSON parsing only happen in the thread; the caller
+    keeps everything that touches dlt's state. Stops its thread when the caller stops early.
+    """
+    out: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(value) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for items in pages:
+                page = FetchedPage(
+                    items,
+                    paginator.after,
+                    paginator.page_size,
+                    set(paginator.tail_uuids),
+                    paginator.last_item,
+                    paginator.tie_overflow,
+                    paginator.has_next_page,
+                )
+                if not put(page):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the caller, raised there
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="covage-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .timestamps import TIMESTAMP, parse_column
 
@@ -119,79 +120,103 @@ def quarantine_row(item, reason: str, page_after: str | None) -> dict:
     }
 
 
-def _why_not(item, max_item_bytes: int) -> str | None:
-    if not isinstance(item, dict):
-        return f"item is a JSON {type(item).__name__}, not an object"
-    uuid = item.get("event_uuid")
-    if not isinstance(uuid, str) or not uuid:
-        return "missing event_uuid"
-    if not isinstance(item.get("creation_date"), str):
-        return "missing creation_date"
-    data = item.get("data")
-    if data is not None and not isinstance(data, dict):
-        return f"data is a JSON {type(data).__name__}, not an object or null"
-    if max_item_bytes and len(orjson.dumps(item)) > max_item_bytes:
-        return f"item larger than {max_item_bytes} bytes"
-    return None
+def _data_json(data) -> bytes:
+    out = orjson.dumps(data)
+    if b"://" in out:  # only payloads holding URLs pay for the token stripping
+        out = orjson.dumps(strip_url_tokens(data))
+    return out
 
 
 def build_page(items: list, page_after: str | None = None, max_item_bytes: int = MAX_ITEM_BYTES) -> Page:
-    good: list[dict] = []
+    """One pass over the items (the hot loop of a backfill), then columnar work in Arrow."""
     quarantined: list[dict] = []
+    cols: dict[str, list] = {name: [] for name in ("event_uuid", *_TEXT, "creation_date", "modification_date")}
+    event_dates: list = []
+    data_col: list[bytes | None] = []
+    extra_col: list[bytes | None] = []
+    good: list[dict] = []
     for item in items:
-        why = _why_not(item, max_item_bytes)
-        if why is None:
-            good.append(item)
-        else:
-            quarantined.append(quarantine_row(item, why, page_after))
+        if type(item) is not dict:
+            quarantined.append(quarantine_row(item, f"item is a JSON {type(item).__name__}, not an object", page_after))
+            continue
+        uuid = item.get("event_uuid")
+        if type(uuid) is not str or not uuid:
+            quarantined.append(quarantine_row(item, "missing event_uuid", page_after))
+            continue
+        if type(item.get("creation_date")) is not str:
+            quarantined.append(quarantine_row(item, "missing creation_date", page_after))
+            continue
+        data = item.get("data")
+        if data is not None and type(data) is not dict:
+            reason = f"data is a JSON {type(data).__name__}, not an object or null"
+            quarantined.append(quarantine_row(item, reason, page_after))
+            continue
+        data_json = None if data is None else _data_json(data)
+        extra_keys = item.keys() - _KNOWN
+        extra_json = _data_json({k: item[k] for k in extra_keys}) if extra_keys else None
+        # payloads (data, unknown fields) are where an enormous value would sit
+        if max_item_bytes and len(data_json or b"") + len(extra_json or b"") > max_item_bytes:
+            quarantined.append(quarantine_row(item, f"item larger than {max_item_bytes} bytes", page_after))
+            continue
+        good.append(item)
+        data_col.append(data_json)
+        extra_col.append(extra_json)
+        event_dates.append(item.get("event_date"))
+        for name, values in cols.items():
+            values.append(item.get(name))
 
-    creation, creation_raw, creation_invalid = parse_column([it["creation_date"] for it in good])
-    if any(creation_invalid):
+    creation, creation_raw, creation_invalid = parse_column(cols["creation_date"])
+    if pc.any(creation_invalid).as_py():
         # the sort key must be a real instant: rows without one are quarantined, not guessed
-        keep = [i for i, bad in enumerate(creation_invalid) if not bad]
+        flags = creation_invalid.to_pylist()
         quarantined.extend(
-            quarantine_row(good[i], "unreadable creation_date", page_after)
-            for i, bad in enumerate(creation_invalid)
+            quarantine_row(it, "unreadable creation_date", page_after)
+            for it, bad in zip(good, flags, strict=True)
             if bad
         )
-        good = [good[i] for i in keep]
-        creation, creation_raw, _ = parse_column([it["creation_date"] for it in good])
-    modification, modification_raw, modification_invalid = parse_column([it.get("modification_date") for it in good])
-    event, event_raw, event_invalid = parse_column([_as_text(it.get("event_date")) for it in good])
-
-    data_col: list[str | None] = []
-    extra_col: list[str | None] = []
-    for it in good:
-        data = it.get("data")
-        data_col.append(None if data is None else _dumps(strip_url_tokens(data)))
-        extra = {k: v for k, v in it.items() if k not in _KNOWN}
-        extra_col.append(_dumps(strip_url_tokens(extra)) if extra else None)
-
-    def text(name: str) -> list:
-        return [_as_text(it.get(name)) for it in good]
-
+        return _without(
+            build_page([it for it, bad in zip(good, flags, strict=True) if not bad], page_after), quarantined
+        )
+    modification, modification_raw, modification_invalid = parse_column(_texts(cols["modification_date"]))
+    event, event_raw, event_invalid = parse_column(_texts(event_dates))
     table = pa.Table.from_arrays(
         [
-            pa.array([it["event_uuid"] for it in good], pa.string()),
-            pa.array(text("model"), pa.string()),
-            pa.array(text("type"), pa.string()),
-            pa.array(text("object_type"), pa.string()),
-            pa.array(text("object_uuid"), pa.string()),
+            _text_array(cols["event_uuid"]),
+            *(_text_array(cols[name]) for name in _TEXT[:4]),
             creation,
             modification,
             event,
-            pa.array(creation_raw, pa.string()),
-            pa.array(modification_raw, pa.string()),
-            pa.array(event_raw, pa.string()),
-            pa.array(event_invalid, pa.bool_()),
-            pa.array(modification_invalid, pa.bool_()),
-            pa.array(data_col, pa.string()),
-            pa.array(extra_col, pa.string()),
-            pa.array(text("sort_value"), pa.string()),
+            creation_raw,
+            modification_raw,
+            event_raw,
+            event_invalid,
+            modification_invalid,
+            pa.array(data_col, pa.binary()).cast(pa.string()),
+            pa.array(extra_col, pa.binary()).cast(pa.string()),
+            _text_array(cols["sort_value"]),
         ],
         schema=EVENTS_SCHEMA,
     )
     return Page(table, quarantined)
+
+
+_TEXT = ("model", "type", "object_type", "object_uuid", "sort_value")
+
+
+def _without(page: Page, quarantined: list[dict]) -> Page:
+    return Page(page.table, quarantined + page.quarantined)
+
+
+def _texts(values: list) -> list:
+    return values if all(v is None or type(v) is str for v in values) else [_as_text(v) for v in values]
+
+
+def _text_array(values: list) -> pa.Array:
+    """Strings as they came; anything else (a number where text was expected) as its JSON text."""
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([_as_text(v) for v in values], pa.string())
 
 
 def _as_text(value) -> str | None:

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .client import CovageRESTClient, client_for
-from .paginator import SearchAfterPaginator
+from .paginator import FetchedPage, SearchAfterPaginator, prefetch
 from .records import EVENTS_COLUMNS, QUARANTINE_COLUMNS, build_page
 from .settings import Settings
 from .timestamps import TIMESTAMP, format_iso, parse_loose
@@ -179,23 +179,24 @@ def events(
     repeats = set(state.get("tail_uuids", [])) if resume and not scoped else set()
     params = {"sort": "creation_date", "direction": "asc", **scope.params()}
     state["reached_end"] = False
-    for pages, items in enumerate(client.paginate("/api/events/", params=params, paginator=paginator), start=1):
-        page_after = paginator.after
+    fetching = prefetch(client.paginate("/api/events/", params=params, paginator=paginator), paginator)
+    for pages, fetched in enumerate(fetching, start=1):
+        items = fetched.items
         stats.pages += 1
         stats.received += len(items)
         if repeats:
             fresh = [it for it in items if not (isinstance(it, dict) and it.get("event_uuid") in repeats)]
             stats.duplicates += len(items) - len(fresh)
             items = fresh
-        repeats = set(paginator.tail_uuids)
-        page = build_page(items, page_after, settings.max_item_bytes)
+        repeats = fetched.tail_uuids
+        page = build_page(items, fetched.after, settings.max_item_bytes)
         table = page.table
         if not_before is not None:
             table = table.filter(pc.greater(table.column("creation_date"), pa.scalar(not_before, TIMESTAMP)))
         table = _drop_known(table, known, stats)
-        stats.tie_overflow = paginator.tie_overflow
-        if not scoped and paginator.last_item is not None:
-            _advance(state, paginator, settings)
+        stats.tie_overflow = fetched.tie_overflow
+        if not scoped and fetched.last_item is not None:
+            _advance(state, fetched, settings)
             stats.cursor = dict(state["cursor"]) if state.get("cursor") else None
         if table.num_rows:
             yield dlt.mark.with_hints(table, EVENTS_HINTS, create_table_variant=True)
@@ -204,13 +205,13 @@ def events(
             yield dlt.mark.with_hints(page.quarantined, QUARANTINE_HINTS, create_table_variant=True)
         if on_page is not None:
             on_page(stats)
-        if max_pages is not None and pages >= max_pages and paginator.has_next_page:
+        if max_pages is not None and pages >= max_pages and fetched.has_next_page:
             return
     state["reached_end"] = True
 
 
-def _advance(state: dict, paginator: SearchAfterPaginator, settings: Settings) -> None:
-    last = paginator.last_item
+def _advance(state: dict, fetched: FetchedPage, settings: Settings) -> None:
+    last = fetched.last_item
     creation, sort_value = last.get("creation_date"), last.get("sort_value")
     previous = state.get("cursor")
     instant = parse_loose(creation) if isinstance(creation, str) else None
@@ -219,9 +220,9 @@ def _advance(state: dict, paginator: SearchAfterPaginator, settings: Settings) -
         state["cursor"] = {"creation_date": format_iso(instant), "sort_value": sort_value}
         if settings.cursor_mode == "opaque":
             _push_checkpoint(state, state["cursor"]["creation_date"], sort_value, settings)
-    state["resume_after"] = paginator.after
-    state["resume_page_size"] = paginator.page_size
-    state["tail_uuids"] = sorted(paginator.tail_uuids)
+    state["resume_after"] = fetched.after
+    state["resume_page_size"] = fetched.page_size
+    state["tail_uuids"] = sorted(fetched.tail_uuids)
 
 
 @dlt.source(name="covage", max_table_nesting=0)

@@ -65,25 +65,36 @@ def is_canonical(text: str) -> bool:
     return len(text) in (19, 26) and text[4] == "-" and text[10] == "T" and text[13] == ":" and text[16] == ":"
 
 
-def parse_column(values: list[str | None]) -> tuple[pa.Array, list[str | None], list[bool]]:
+_CANONICAL = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?$"
+
+
+def parse_column(values: list[str | None]) -> tuple[pa.Array, pa.Array, pa.Array]:
     """(timestamps, raw strings kept where not canonical, invalid flags) for one column.
 
-    Vectorised when every value is canonical (the normal case); per value otherwise.
+    Vectorised: canonical values are cast by Arrow; only the others (a few per page in a real
+    feed) are read one by one in Python and put back in place.
     """
-    n = len(values)
-    if all(v is None or (isinstance(v, str) and is_canonical(v)) for v in values):
-        try:
-            parsed = pc.cast(pa.array(values, pa.string()), TIMESTAMP)
-            return parsed, [None] * n, [False] * n
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass  # e.g. month 13: fall through to the careful path
-    out: list[datetime | None] = []
-    raw: list[str | None] = []
-    invalid: list[bool] = []
-    for v in values:
-        parsed = parse_loose(v) if v is not None else None
-        out.append(parsed)
-        canonical = isinstance(v, str) and is_canonical(v) and parsed is not None
-        raw.append(None if v is None or canonical else (v if isinstance(v, str) else str(v)))
-        invalid.append(v is not None and parsed is None)
-    return pa.array(out, TIMESTAMP), raw, invalid
+    arr = pa.array(values, pa.string())
+    canonical = pc.fill_null(pc.match_substring_regex(arr, _CANONICAL), True)
+    try:
+        parsed = pc.cast(pc.if_else(canonical, arr, pa.scalar(None, pa.string())), TIMESTAMP)
+        other = pc.invert(canonical)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        # canonical in shape, impossible in value (month 13): read every value the careful way
+        readings = [parse_loose(v) for v in values]
+        keep_raw = [v is not None and (r is None or not is_canonical(v)) for v, r in zip(values, readings, strict=True)]
+        return (
+            pa.array(readings, TIMESTAMP),
+            pc.if_else(pa.array(keep_raw), arr, pa.scalar(None, pa.string())),
+            pa.array([v is not None and r is None for v, r in zip(values, readings, strict=True)], pa.bool_()),
+        )
+    n_other = pc.sum(other).as_py() or 0
+    if n_other == 0:
+        return parsed, pa.nulls(len(arr), pa.string()), pa.array([False] * len(arr), pa.bool_())
+    readings = [parse_loose(v) for v in arr.filter(other).to_pylist()]
+    parsed = pc.replace_with_mask(parsed, other, pa.array(readings, TIMESTAMP))
+    raw = pc.if_else(other, arr, pa.scalar(None, pa.string()))
+    invalid = pc.replace_with_mask(
+        pa.array([False] * len(arr), pa.bool_()), other, pa.array([r is None for r in readings], pa.bool_())
+    )
+    return parsed, raw, invalid

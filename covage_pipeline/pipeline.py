@@ -119,7 +119,21 @@ def ingest(
         known = _known_rows(pipeline, "creation_date > %s", (instant,)) if instant is not None else {}
     chunks = 0
     committed = resource_state(pipeline).get("cursor")
+    # Rows created after the cursor committed before this run cannot be in the table yet: once a
+    # chunk starts past it, the chunk is appended instead of merged (the merge is the costly part
+    # of a backfill). Everything up to that cursor, the lookback window included, is merged.
+    start_cursor = None if full_refresh else committed
+    fresh_table = full_refresh or (start_cursor is None and not _count_events(pipeline))
     while True:
+        append_only = not scoped and (
+            (fresh_table and start_cursor is None)
+            or (
+                chunks > 0
+                and start_cursor is not None
+                and committed is not None
+                and committed["creation_date"] > start_cursor["creation_date"]
+            )
+        )
         source = covage_source(
             settings,
             object_type=object_type,
@@ -130,6 +144,7 @@ def ingest(
             stats=stats,
             max_pages=settings.chunk_pages,
             on_page=on_page,
+            append_only=append_only,
         )
         try:
             pipeline.run(source, refresh="drop_sources" if full_refresh and chunks == 0 else None)

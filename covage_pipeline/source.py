@@ -47,6 +47,14 @@ EVENTS_HINTS = dlt.mark.make_hints(
     primary_key="event_uuid",
     columns=EVENTS_COLUMNS,
 )
+# For rows the warehouse cannot hold yet (created after the committed cursor, repeats dropped):
+# a plain append, about twice as fast as the merge, same table and columns.
+EVENTS_APPEND_HINTS = dlt.mark.make_hints(
+    table_name="events",
+    write_disposition="append",
+    primary_key="event_uuid",
+    columns=EVENTS_COLUMNS,
+)
 QUARANTINE_TABLE = "events_quarantine"
 # Items that cannot be `events` rows land here with the reason, merged on a hash of (reason, raw).
 QUARANTINE_HINTS = dlt.mark.make_hints(
@@ -166,6 +174,7 @@ def events(
     stats: RunStats,
     max_pages: int | None,
     on_page: Callable[[RunStats], None] | None,
+    append_only: bool = False,
 ) -> Iterator:
     state = dlt.current.resource_state()
     scoped = bool(scope.params())
@@ -199,7 +208,8 @@ def events(
             _advance(state, fetched, settings)
             stats.cursor = dict(state["cursor"]) if state.get("cursor") else None
         if table.num_rows:
-            yield dlt.mark.with_hints(table, EVENTS_HINTS, create_table_variant=True)
+            hints = EVENTS_APPEND_HINTS if append_only else EVENTS_HINTS
+            yield dlt.mark.with_hints(table, hints, create_table_variant=True)
         if page.quarantined:
             stats.quarantined += len(page.quarantined)
             yield dlt.mark.with_hints(page.quarantined, QUARANTINE_HINTS, create_table_variant=True)
@@ -236,9 +246,11 @@ def covage_source(
     stats: RunStats | None = None,
     max_pages: int | None = None,
     on_page: Callable[[RunStats], None] | None = None,
+    append_only: bool = False,
 ):
     """Events of the Covage API. `settings` comes from `covage_pipeline.settings.load_settings()`,
-    which reads dlt's config and secrets; the other arguments scope or resume one run."""
+    which reads dlt's config and secrets; the other arguments scope or resume one run.
+    `append_only` is for the runner alone: it asserts no row of this chunk can be in the table."""
     client = client_for(settings)
     # Two tables from one pass over the pages: each yield carries its own table's hints, so the
     # quarantine table does not inherit the events table's key and not-null columns.
@@ -252,5 +264,6 @@ def covage_source(
         stats if stats is not None else RunStats(),
         max_pages,
         on_page,
+        append_only,
     )
     return resource

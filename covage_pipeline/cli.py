@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 from datetime import UTC, datetime
 from typing import Annotated
@@ -102,6 +103,13 @@ def emulator_serve(
             "--set", help="Any other emulator setting as NAME=VALUE (e.g. reject_rate=0.2, late_window_s=120)."
         ),
     ] = [],  # noqa: B006
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            help='Fault injection as JSON, e.g. \'{"error_rate": 0.1, "drop_rate": 0.05}\' '
+            "(switchable later: POST /_emulator/faults)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the emulated API on HOST:PORT until Ctrl-C.
 
@@ -111,6 +119,13 @@ def emulator_serve(
     from .emulator import serve
 
     config = _emulator_config(seed, orders, history_days, start, speed, token, extra_token, max_page_size, settings)
+    if faults:
+        from .emulator import FaultConfig
+
+        try:
+            config.faults = FaultConfig.from_dict(json.loads(faults))
+        except (ValueError, TypeError) as exc:
+            raise typer.BadParameter(f"--faults: {exc}") from exc
     console.print(
         f"[bold]Covage emulator[/] on http://{host}:{port}  (seed {seed}, {orders} orders, clock from {config.start})"
     )

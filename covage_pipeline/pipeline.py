@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import dlt
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from .client import CovageAPIError
@@ -58,9 +59,13 @@ class IngestSummary:
 
 def make_pipeline(settings: Settings) -> dlt.Pipeline:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # DuckDB's default (80% of RAM) lets its cache grow with the table; a loader needs little
+    credentials = DuckDbCredentials(
+        str(settings.duckdb_path), global_config={"memory_limit": settings.duckdb_memory_limit}
+    )
     return dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
-        destination=dlt.destinations.duckdb(str(settings.duckdb_path)),
+        destination=dlt.destinations.duckdb(credentials),
         dataset_name=settings.dataset,
         pipelines_dir=str(settings.pipelines_dir),
     )

@@ -33,6 +33,7 @@ _ENV = {
     "chunk_pages": "COVAGE_CHUNK_PAGES",
     "max_item_bytes": "COVAGE_MAX_ITEM_BYTES",
     "dataset": "COVAGE_DATASET",
+    "duckdb_memory_limit": "COVAGE_DUCKDB_MEMORY_LIMIT",
 }
 _SECRETS = {"api_token"}
 
@@ -53,6 +54,7 @@ class Settings:
     start_date: str | None = None  # first run starts here (ISO date or datetime); default: the beginning
     chunk_pages: int = 100  # pages per committed load: a crash loses at most this much work
     max_item_bytes: int = 1_000_000  # larger items are quarantined, not loaded
+    duckdb_memory_limit: str = "256MB"  # the loader's DuckDB connections; DuckDB spills past it
     request_timeout: float | None = None  # None: dlt's [runtime] request_timeout
     max_attempts: int | None = None  # None: dlt's [runtime] request_max_attempts
     backoff_factor: float | None = None

@@ -75,6 +75,11 @@ def parse_column(values: list[str | None]) -> tuple[pa.Array, pa.Array, pa.Array
     feed) are read one by one in Python and put back in place.
     """
     arr = pa.array(values, pa.string())
+    n = len(arr)
+    try:  # the common case, a page without a single odd value: one cast
+        return pc.cast(arr, TIMESTAMP), pa.nulls(n, pa.string()), pa.repeat(pa.scalar(False), n)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
     canonical = pc.fill_null(pc.match_substring_regex(arr, _CANONICAL), True)
     try:
         parsed = pc.cast(pc.if_else(canonical, arr, pa.scalar(None, pa.string())), TIMESTAMP)
@@ -88,13 +93,10 @@ def parse_column(values: list[str | None]) -> tuple[pa.Array, pa.Array, pa.Array
             pc.if_else(pa.array(keep_raw), arr, pa.scalar(None, pa.string())),
             pa.array([v is not None and r is None for v, r in zip(values, readings, strict=True)], pa.bool_()),
         )
-    n_other = pc.sum(other).as_py() or 0
-    if n_other == 0:
-        return parsed, pa.nulls(len(arr), pa.string()), pa.array([False] * len(arr), pa.bool_())
     readings = [parse_loose(v) for v in arr.filter(other).to_pylist()]
     parsed = pc.replace_with_mask(parsed, other, pa.array(readings, TIMESTAMP))
     raw = pc.if_else(other, arr, pa.scalar(None, pa.string()))
     invalid = pc.replace_with_mask(
-        pa.array([False] * len(arr), pa.bool_()), other, pa.array([r is None for r in readings], pa.bool_())
+        pa.repeat(pa.scalar(False), n), other, pa.array([r is None for r in readings], pa.bool_())
     )
     return parsed, raw, invalid

@@ -76,6 +76,44 @@ def test_emulator_serve_answers_over_http_and_stops_on_sigterm(tmp_path):
         assert "Finished server process" in proc.stdout.read().decode()
 
 
+def test_emulator_serve_takes_faults():
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            COVAGE,
+            "emulator",
+            "serve",
+            "--port",
+            str(port),
+            "--orders",
+            "20",
+            "--speed",
+            "0",
+            "--token",
+            "t",
+            "--faults",
+            '{"rate_limit_rate": 1.0, "retry_after_s": 9}',
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/api/events/", headers={"Authorization": "Bearer t"})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert response.status_code == 429 and response.headers["Retry-After"] == "9"
+    finally:
+        proc.kill()
+        proc.wait()
+    bad = subprocess.run([COVAGE, "emulator", "serve", "--faults", '{"boom": 1}'], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--faults" in bad.stdout + bad.stderr
+
+
 def test_bad_set_option_is_a_usage_error():
     result = subprocess.run([COVAGE, "emulator", "serve", "--set", "nonsense=1"], capture_output=True, text=True)
     assert result.returncode == 2

@@ -101,13 +101,24 @@ def run_cli_ingest(url: str, data_dir: Path) -> tuple[float, float, str]:
         "RUNTIME__DLTHUB_TELEMETRY": "false",
     }
     t0 = time.perf_counter()
-    proc = subprocess.Popen([str(BIN / "covage"), "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    out = proc.stdout.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t0
-    if status != 0:
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([str(BIN / "covage"), "ingest"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        # VmHWM of the process itself: the rusage of a child forked from this (large) process
+        # would count the parent's pages it briefly shared before exec
+        peak = 0
+        while proc.poll() is None:
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                peak = max(peak, int(status.split("VmHWM:")[1].split()[0]))
+            except (OSError, IndexError):
+                pass
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+        log.seek(0)
+        out = log.read().decode()
+    if proc.returncode != 0:
         raise RuntimeError(out)
-    return elapsed, usage.ru_maxrss / 1024, out
+    return elapsed, peak / 1024, out
 
 
 def idle_run(url: str, data_dir: Path, profile: bool = False) -> float:

@@ -130,8 +130,6 @@ def _data_json(data) -> bytes:
 def build_page(items: list, page_after: str | None = None, max_item_bytes: int = MAX_ITEM_BYTES) -> Page:
     """One pass over the items (the hot loop of a backfill), then columnar work in Arrow."""
     quarantined: list[dict] = []
-    cols: dict[str, list] = {name: [] for name in ("event_uuid", *_TEXT, "creation_date", "modification_date")}
-    event_dates: list = []
     data_col: list[bytes | None] = []
     extra_col: list[bytes | None] = []
     good: list[dict] = []
@@ -152,8 +150,9 @@ def build_page(items: list, page_after: str | None = None, max_item_bytes: int =
             quarantined.append(quarantine_row(item, reason, page_after))
             continue
         data_json = None if data is None else _data_json(data)
-        extra_keys = item.keys() - _KNOWN
-        extra_json = _data_json({k: item[k] for k in extra_keys}) if extra_keys else None
+        extra_json = None
+        if not _KNOWN.issuperset(item):
+            extra_json = _data_json({k: v for k, v in item.items() if k not in _KNOWN})
         # payloads (data, unknown fields) are where an enormous value would sit
         if max_item_bytes and len(data_json or b"") + len(extra_json or b"") > max_item_bytes:
             quarantined.append(quarantine_row(item, f"item larger than {max_item_bytes} bytes", page_after))
@@ -161,9 +160,10 @@ def build_page(items: list, page_after: str | None = None, max_item_bytes: int =
         good.append(item)
         data_col.append(data_json)
         extra_col.append(extra_json)
-        event_dates.append(item.get("event_date"))
-        for name, values in cols.items():
-            values.append(item.get(name))
+    cols = {
+        name: [it.get(name) for it in good] for name in ("event_uuid", *_TEXT, "creation_date", "modification_date")
+    }
+    event_dates = [it.get("event_date") for it in good]
 
     creation, creation_raw, creation_invalid = parse_column(cols["creation_date"])
     if pc.any(creation_invalid).as_py():

@@ -53,7 +53,8 @@ EVENTS_APPEND_HINTS = dlt.mark.make_hints(
     table_name="events",
     write_disposition="append",
     primary_key="event_uuid",
-    columns=EVENTS_COLUMNS,
+    # `dedup_sort` only means something to a merge
+    columns={name: {k: v for k, v in hint.items() if k != "dedup_sort"} for name, hint in EVENTS_COLUMNS.items()},
 )
 QUARANTINE_TABLE = "events_quarantine"
 # Items that cannot be `events` rows land here with the reason, merged on a hash of (reason, raw).

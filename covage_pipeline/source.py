@@ -65,6 +65,7 @@ QUARANTINE_HINTS = dlt.mark.make_hints(
     columns=QUARANTINE_COLUMNS,
 )
 _CHECKPOINTS_KEPT = 64
+_BATCH_ROWS = 10_000
 
 
 @dataclass
@@ -190,6 +191,10 @@ def events(
     params = {"sort": "creation_date", "direction": "asc", **scope.params()}
     state["reached_end"] = False
     fetching = prefetch(client.paginate("/api/events/", params=params, paginator=paginator), paginator)
+    hints = EVENTS_APPEND_HINTS if append_only else EVENTS_HINTS
+    # Pages are handed to dlt in batches: dlt's cost is per item yielded, not per row. The
+    # batch is always flushed before the generator ends, so rows and state commit together.
+    batch: list[pa.Table] = []
     for pages, fetched in enumerate(fetching, start=1):
         items = fetched.items
         stats.pages += 1
@@ -209,16 +214,21 @@ def events(
             _advance(state, fetched, settings)
             stats.cursor = dict(state["cursor"]) if state.get("cursor") else None
         if table.num_rows:
-            hints = EVENTS_APPEND_HINTS if append_only else EVENTS_HINTS
-            yield dlt.mark.with_hints(table, hints, create_table_variant=True)
+            batch.append(table)
+        if sum(t.num_rows for t in batch) >= _BATCH_ROWS:
+            yield dlt.mark.with_hints(pa.concat_tables(batch), hints, create_table_variant=True)
+            batch = []
         if page.quarantined:
             stats.quarantined += len(page.quarantined)
             yield dlt.mark.with_hints(page.quarantined, QUARANTINE_HINTS, create_table_variant=True)
         if on_page is not None:
             on_page(stats)
         if max_pages is not None and pages >= max_pages and fetched.has_next_page:
-            return
-    state["reached_end"] = True
+            break
+    else:
+        state["reached_end"] = True
+    if batch:
+        yield dlt.mark.with_hints(pa.concat_tables(batch), hints, create_table_variant=True)
 
 
 def _advance(state: dict, fetched: FetchedPage, settings: Settings) -> None:

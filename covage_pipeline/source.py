@@ -147,6 +147,9 @@ def _push_checkpoint(state: dict, creation_date: str, sort_value: str, settings:
 
 def _drop_known(table: pa.Table, known: dict[str, datetime | None], stats: RunStats) -> pa.Table:
     """Drops rows already in the warehouse with the same modification_date; counts the rest."""
+    if not known:
+        stats.new += table.num_rows
+        return table
     uuids = table.column("event_uuid").to_pylist()
     if not any(u in known for u in uuids):
         stats.new += len(uuids)

@@ -112,6 +112,8 @@ def ingest(
     if full_refresh:
         pipeline.drop()  # local state only; the tables and their state go with refresh below
         pipeline = make_pipeline(settings)
+    else:
+        _finish_crashed_run(pipeline, settings)
     stats = RunStats()
     started = time.monotonic()
     scoped = bool(object_type or object_uuid)
@@ -167,6 +169,27 @@ def ingest(
         warehouse=str(settings.duckdb_path),
         events_in_table=_count_events(pipeline),
     )
+
+
+def _finish_crashed_run(pipeline: dlt.Pipeline, settings: Settings) -> None:
+    """Loads what a killed run left extracted but not loaded, before this run starts its own.
+
+    dlt replays a load job that was killed between the database's commit and its own bookkeeping;
+    for an appended chunk that would leave a row twice, so replayed rows are removed right after.
+    """
+    if not pipeline.has_pending_data:
+        return
+    try:
+        pipeline.run()  # no data: normalizes and loads the pending packages only
+    except PipelineStepFailed as exc:
+        raise IngestError(_failure_message(exc, resource_state(pipeline).get("cursor"), settings)) from None
+    with pipeline.sql_client() as sql:
+        table = sql.make_qualified_table_name("events")
+        # DuckDB's rowid tells the copies apart (a replayed job wrote identical rows)
+        sql.execute_sql(
+            f"delete from {table} where rowid in (select rowid from (select rowid, row_number() over "
+            f"(partition by event_uuid order by modification_date desc) as n_copy from {table}) where n_copy > 1)"
+        )
 
 
 def _failure_message(exc: PipelineStepFailed, cursor: dict | None, settings: Settings) -> str:

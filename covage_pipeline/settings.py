@@ -52,9 +52,9 @@ class Settings:
     lookback_s: float = DEFAULT_LOOKBACK_S
     cursor_mode: str = "built"  # built: cursors built from timestamps; opaque: only the API's own
     start_date: str | None = None  # first run starts here (ISO date or datetime); default: the beginning
-    chunk_pages: int = 100  # pages per committed load: a crash loses at most this much work
+    chunk_pages: int = 250  # pages per committed load: a crash loses at most this much work
     max_item_bytes: int = 1_000_000  # larger items are quarantined, not loaded
-    duckdb_memory_limit: str = "256MB"  # the loader's DuckDB connections; DuckDB spills past it
+    duckdb_memory_limit: str = "128MB"  # the loader's DuckDB connections; DuckDB spills past it
     request_timeout: float | None = None  # None: dlt's [runtime] request_timeout
     max_attempts: int | None = None  # None: dlt's [runtime] request_max_attempts
     backoff_factor: float | None = None

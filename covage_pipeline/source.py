@@ -24,9 +24,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .client import CovageRESTClient, client_for
-from .paginator import FetchedPage, SearchAfterPaginator, prefetch
-from .records import EVENTS_COLUMNS, QUARANTINE_COLUMNS, build_page
+from .pages import built_pages
+from .paginator import FetchedPage
+from .records import EVENTS_COLUMNS, QUARANTINE_COLUMNS
 from .settings import Settings
 from .timestamps import TIMESTAMP, format_iso, parse_loose
 
@@ -171,7 +171,6 @@ def _drop_known(table: pa.Table, known: dict[str, datetime | None], stats: RunSt
 
 def events(
     settings: Settings,
-    client: CovageRESTClient,
     scope: Scope,
     since: datetime | None,
     resume: bool,
@@ -189,25 +188,18 @@ def events(
         after, not_before = start_after(state, settings, since, resume)
     # a resumed chunk keeps the page size a large tie had grown it to, or it would grow it again
     size = state.get("resume_page_size", settings.page_size) if resume and not scoped else settings.page_size
-    paginator = SearchAfterPaginator(after, size, settings.max_page_size)
     repeats = set(state.get("tail_uuids", [])) if resume and not scoped else set()
     params = {"sort": "creation_date", "direction": "asc", **scope.params()}
     state["reached_end"] = False
-    fetching = prefetch(client.paginate("/api/events/", params=params, paginator=paginator), paginator)
     hints = EVENTS_APPEND_HINTS if append_only else EVENTS_HINTS
     # Pages are handed to dlt in batches: dlt's cost is per item yielded, not per row. The
     # batch is always flushed before the generator ends, so rows and state commit together.
     batch: list[pa.Table] = []
-    for pages, fetched in enumerate(fetching, start=1):
-        items = fetched.items
+    for pages, page in enumerate(built_pages(settings, params, after, size, repeats, max_pages), start=1):
+        fetched = page.fetched
         stats.pages += 1
-        stats.received += len(items)
-        if repeats:
-            fresh = [it for it in items if not (isinstance(it, dict) and it.get("event_uuid") in repeats)]
-            stats.duplicates += len(items) - len(fresh)
-            items = fresh
-        repeats = fetched.tail_uuids
-        page = build_page(items, fetched.after, settings.max_item_bytes)
+        stats.received += page.received
+        stats.duplicates += page.repeats_dropped
         table = page.table
         if not_before is not None:
             table = table.filter(pc.greater(table.column("creation_date"), pa.scalar(not_before, TIMESTAMP)))
@@ -265,12 +257,10 @@ def covage_source(
     """Events of the Covage API. `settings` comes from `covage_pipeline.settings.load_settings()`,
     which reads dlt's config and secrets; the other arguments scope or resume one run.
     `append_only` is for the runner alone: it asserts no row of this chunk can be in the table."""
-    client = client_for(settings)
     # Two tables from one pass over the pages: each yield carries its own table's hints, so the
     # quarantine table does not inherit the events table's key and not-null columns.
     resource = dlt.resource(events, name="events")(
         settings,
-        client,
         Scope(object_type, object_uuid),
         since,
         resume,

@@ -195,16 +195,18 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="covage-ingest-bench-"))
     try:
         small = scale(args.orders // 10, tmp, with_baseline=False, profile=False)
+        medium = scale(args.orders // 2, tmp, with_baseline=False, profile=False)
         large = scale(args.orders, tmp, with_baseline=True, profile=args.profile)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\n{'':<34}{'small':>14}{'large':>14}")
-    print(f"{'events':<34}{small['events']:>14,}{large['events']:>14,}")
-    print(f"{'baseline backfill (events/s)':<34}{'':>14}{large['baseline_eps']:>14,.0f}")
-    print(f"{'covage ingest backfill (events/s)':<34}{small['pipeline_eps']:>14,.0f}{large['pipeline_eps']:>14,.0f}")
-    print(f"{'  ratio to baseline':<34}{'':>14}{large['pipeline_eps'] / large['baseline_eps']:>14.2f}")
-    print(f"{'covage ingest peak RSS (MB)':<34}{small['pipeline_rss_mb']:>14,.0f}{large['pipeline_rss_mb']:>14,.0f}")
-    print(f"{'idle incremental run (s)':<34}{small['idle_s']:>14.2f}{large['idle_s']:>14.2f}")
+    runs = (small, medium, large)
+    print(f"\n{'':<34}{'small':>12}{'medium':>12}{'large':>12}")
+    print(f"{'events':<34}" + "".join(f"{r['events']:>12,}" for r in runs))
+    print(f"{'baseline backfill (events/s)':<34}{'':>24}{large['baseline_eps']:>12,.0f}")
+    print(f"{'covage ingest backfill (events/s)':<34}" + "".join(f"{r['pipeline_eps']:>12,.0f}" for r in runs))
+    print(f"{'  ratio to baseline':<34}{'':>24}{large['pipeline_eps'] / large['baseline_eps']:>12.2f}")
+    print(f"{'covage ingest peak RSS (MB)':<34}" + "".join(f"{r['pipeline_rss_mb']:>12,.0f}" for r in runs))
+    print(f"{'idle incremental run (s)':<34}" + "".join(f"{r['idle_s']:>12.2f}" for r in runs))
     if "profile" in large:
         print("\nProfile of an in-process backfill (tottime):\n" + large["profile"])
 

@@ -87,6 +87,13 @@ def start(cmd: list[str], **kwargs) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
 
 
+def start_emulator(port: int, orders: int) -> subprocess.Popen:
+    """`covage emulator serve` with a frozen clock, so every reader sees the same feed."""
+    cmd = [str(Path(sys.executable).parent / "covage"), "emulator", "serve", "--port", str(port)]
+    cmd += ["--orders", str(orders), "--token", TOKEN, "--speed", "0", "--start", "2026-01-01T00:00:00"]
+    return start(cmd, env={**os.environ, "COVAGE_API_TOKEN": ""})
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -100,29 +107,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=145_000, help="orders in the history (~6.9 events each)")
     parser.add_argument("--size", type=int, default=1000)
     args = parser.parse_args()
-    bin_dir = Path(sys.executable).parent
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     print(f"starting the emulator with {args.orders:,} orders...", flush=True)
     t0 = time.perf_counter()
-    emulator = start(
-        [
-            str(bin_dir / "covage"),
-            "emulator",
-            "serve",
-            "--port",
-            str(port),
-            "--orders",
-            str(args.orders),
-            "--token",
-            TOKEN,
-            "--speed",
-            "0",
-            "--start",
-            "2026-01-01T00:00:00",
-        ],
-        env={**os.environ, "COVAGE_API_TOKEN": ""},
-    )
+    emulator = start_emulator(port, args.orders)
     tmp = Path(tempfile.mkdtemp(prefix="covage-bench-"))
     try:
         wait_http(f"{url}/_emulator/status", emulator)

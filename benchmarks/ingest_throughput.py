@@ -32,7 +32,7 @@ import orjson
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).parent))
-from emulator_throughput import TOKEN, free_port, page_emulator, start, stop, wait_http
+from emulator_throughput import TOKEN, free_port, page_emulator, start_emulator, stop, wait_http
 
 BIN = Path(sys.executable).parent
 PAGE = 1000
@@ -46,18 +46,9 @@ def baseline(url: str, db: Path) -> tuple[int, float]:
         "object_uuid varchar, creation_date timestamp, modification_date timestamp, event_date varchar, "
         "data json, sort_value varchar)"
     )
-    names = [
-        "event_uuid",
-        "model",
-        "type",
-        "object_type",
-        "object_uuid",
-        "creation_date",
-        "modification_date",
-        "event_date",
-        "data",
-        "sort_value",
-    ]
+    # the table's column order (the insert below is positional)
+    names = "event_uuid model type object_type object_uuid creation_date modification_date event_date data sort_value"
+    names = names.split()
     n = 0
     batch: list[pa.Table] = []
     t0 = time.perf_counter()
@@ -151,24 +142,7 @@ def profile_ingest(url: str, data_dir: Path) -> str:
 def scale(orders: int, tmp: Path, with_baseline: bool, profile: bool) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    emulator = start(
-        [
-            str(BIN / "covage"),
-            "emulator",
-            "serve",
-            "--port",
-            str(port),
-            "--orders",
-            str(orders),
-            "--token",
-            TOKEN,
-            "--speed",
-            "0",
-            "--start",
-            "2026-01-01T00:00:00",
-        ],
-        env={**os.environ, "COVAGE_API_TOKEN": ""},
-    )
+    emulator = start_emulator(port, orders)
     try:
         wait_http(f"{url}/_emulator/status", emulator)
         visible = httpx.get(f"{url}/_emulator/status", timeout=120).json()["events_visible"]

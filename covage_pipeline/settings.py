@@ -9,7 +9,7 @@ hides it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -123,4 +123,4 @@ def _cast(name: str, raw: Any) -> Any:
     return str(raw)
 
 
-__all__ = ["DEFAULT_API_URL", "DEFAULT_LOOKBACK_S", "Settings", "load_settings", "replace"]
+__all__ = ["DEFAULT_API_URL", "DEFAULT_LOOKBACK_S", "Settings", "load_settings"]

@@ -279,6 +279,29 @@ def ingest_command(
     print_ingest_summary(summary)
 
 
+@app.command("build")
+def build_command(
+    select: Annotated[str | None, typer.Option(help="dbt node selection, e.g. stg_events+.")] = None,
+) -> None:
+    """Run `dbt build` (models, then their tests) on the warehouse: the SQL project in sql/."""
+    from .models import build
+
+    settings = _settings()
+    if not settings.duckdb_path.exists():
+        console.print(f"[red]No warehouse at {settings.duckdb_path}: run `covage ingest` first.[/]")
+        raise typer.Exit(1)
+    result = build(settings, select)
+    counts: dict[str, int] = {}
+    for status in result.statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    console.print("dbt build: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    if not result.success:
+        for node, status in result.failures.items():
+            console.print(f"[red]{status}: {node}[/]")
+        console.print(f"[red]{result.error}[/]")
+        raise typer.Exit(1)
+
+
 events_app = typer.Typer(help="Single events, straight from the API.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 
@@ -442,7 +465,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Emulator seed.")] = 42,
 ) -> None:
     """The main job on local data: start an emulator on loopback, backfill the warehouse from it,
-    let a day pass on the emulator's clock, ingest again (incremental), and summarise.
+    let a day pass on the emulator's clock, ingest again (incremental), build the dbt models.
 
     Writes under <COVAGE_DATA_DIR>/demo/, never in your real warehouse.
     """
@@ -468,6 +491,15 @@ def demo(
         except IngestError as exc:
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(1) from None
+    console.rule("dbt build (sql/)")
+    from .models import build
+
+    result = build(settings)
+    passed = sum(1 for status in result.statuses.values() if status in ("pass", "success"))
+    console.print(f"dbt build: {passed} of {len(result.statuses)} models and tests passed.")
+    if not result.success:
+        console.print(f"[red]{result.error}[/]")
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -128,4 +128,5 @@ def test_demo_serves_ingests_and_summarises(tmp_path):
     assert "order-submitted" in result.stdout
     assert result.stdout.count("Ingestion summary") == 2
     assert "incremental run" in result.stdout
+    assert "dbt build:" in result.stdout and "passed" in result.stdout
     assert (tmp_path / "demo" / "covage.duckdb").exists()

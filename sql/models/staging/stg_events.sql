@@ -1,0 +1,85 @@
+-- One row per event: typed and cleaned, nothing more. Business time is event_date, falling back
+-- to creation_date (flagged) where event_date could not be read.
+
+with
+
+source as (
+
+    select * from {{ source('covage', 'events') }}
+
+),
+
+deduplicated as (
+
+    -- dlt merges on event_uuid already; this guards the models against any other loader
+    select *
+    from (
+        select
+            *,
+            row_number() over (partition by event_uuid order by modification_date desc) as version_rank
+        from source
+    ) ranked
+    where version_rank = 1
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        event_uuid,
+        object_type,
+        object_uuid,
+        type as event_type,
+
+        -- timestamps
+        coalesce(event_date, creation_date) as business_time,
+        event_date is null as is_event_date_fallback,
+        event_date,
+        creation_date,
+        modification_date,
+        event_date_raw,
+        coalesce(event_date_invalid, false) as is_event_date_invalid,
+
+        -- flags
+        type not in (
+            'order-submitted', 'order-dropped', 'order-acknowledged', 'order-running', 'order-rejected',
+            'order-localloop-saturation', 'order-localloop-desaturation-planned',
+            'order-localloop-desaturation-quote-emitted', 'order-localloop-desaturation-quote-accepted',
+            'order-network-saturation', 'order-network-desaturation-planned', 'order-requalified',
+            'order-appointment-confirmed', 'order-appointment-declined', 'order-appointment-missed',
+            'order-appointment-agreed', 'order-appointment-deferred', 'order-sensibleaccess',
+            'order-sensibleaccess-orderconfirmed', 'order-delayed', 'order-delayed-orderconfirmed',
+            'order-information-from-provider', 'order-on-site-intervention-succeeded',
+            'order-on-site-intervention-failed', 'order-cancelled', 'order-info', 'order-completed',
+            'order-cri',
+            'service-activated', 'service-terminated', 'service-modified', 'service-slammed',
+            'service-updated', 'service-info'
+        ) as is_unknown_type,
+
+        -- payload fields, each under the event type that documents it
+        {{ json_text('data', 'kosc_order_ref') }} as kosc_order_ref,
+        {{ json_text('data', 'reject_reason') }} as reject_reason,
+        {{ json_text('data', 'reject_code') }} as reject_code,
+        {{ json_text('data', 'reject_subcode') }} as reject_subcode,
+        {{ json_text('data', 'reject_description') }} as reject_description,
+        case when type = 'order-cancelled' then {{ json_text('data', 'reason') }} end as cancel_reason,
+        {{ json_text('data', 'message') }} as message,
+        case
+            when type = 'order-information-from-provider' then {{ json_text('data', 'description') }}
+        end as provider_description,
+        {{ json_text('data', 'start_date') }} as appointment_start_raw,
+        {{ json_text('data', 'end_date') }} as appointment_end_raw,
+        {{ try_timestamp(json_text('data', 'start_date')) }} as appointment_start,
+        {{ try_timestamp(json_text('data', 'end_date')) }} as appointment_end,
+        {{ json_text('data', 'desaturation_type') }} as desaturation_type,
+        cast({{ json_text('data', 'stop_deferred') }} as boolean) as stop_deferred,
+        {{ json_text('data', 'service_uuid') }} as service_uuid,
+        {{ json_text('data', 'service_alias') }} as service_alias,
+        data
+
+    from deduplicated
+
+)
+
+select * from renamed

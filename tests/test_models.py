@@ -1,0 +1,73 @@
+"""The dbt project on a warehouse built from the emulator: staging types and cleans, tests gate."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from covage_pipeline.emulator import catalogue
+from covage_pipeline.models import build, dbt
+from covage_pipeline.pipeline import ingest
+
+from .extraction import settings_for
+
+
+@pytest.fixture
+def warehouse(emulator_factory, tmp_path):
+    emu = emulator_factory(orders=400, malformed_share=0.03, unknown_type_share=0.05)
+    settings = settings_for(emu, tmp_path)
+    ingest(settings)
+    return emu, settings
+
+
+def _rows(settings, sql: str) -> list[dict]:
+    # dbt-duckdb may keep its own connection open in this process: open the file the same way
+    con = duckdb.connect(str(settings.duckdb_path))
+    try:
+        cur = con.execute(sql)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def test_build_types_every_documented_payload_field(warehouse):
+    emu, settings = warehouse
+    result = build(settings)
+    assert result.success, result.error
+    assert result.statuses and not result.failures
+    staged = {r["event_uuid"]: r for r in _rows(settings, "select * from main_staging.stg_events")}
+    truth = emu.store.ground_truth(emu.url)
+    assert set(staged) == {t["event_uuid"] for t in truth}
+    fields = {
+        "order-submitted": {"kosc_order_ref": "kosc_order_ref"},
+        "order-rejected": {k: k for k in ("reject_reason", "reject_code", "reject_subcode", "reject_description")},
+        "order-cancelled": {"cancel_reason": "reason"},
+        "order-information-from-provider": {"message": "message", "provider_description": "description"},
+        "order-appointment-agreed": {"appointment_start_raw": "start_date", "appointment_end_raw": "end_date"},
+        "order-localloop-desaturation-planned": {"desaturation_type": "desaturation_type"},
+        "order-completed": {"service_uuid": "service_uuid", "service_alias": "service_alias"},
+    }
+    checked = 0
+    for t in truth:
+        for column, key in fields.get(t["type"], {}).items():
+            assert staged[t["event_uuid"]][column] == (t["data"] or {}).get(key), (t, column)
+            checked += 1
+        if t["type"] == "order-info" and t["data"] and "stop_deferred" in t["data"]:
+            assert staged[t["event_uuid"]]["stop_deferred"] is t["data"]["stop_deferred"]
+    assert checked > 500
+    unknown = {u for u, r in staged.items() if r["is_unknown_type"]}
+    assert unknown == {t["event_uuid"] for t in truth if t["type"] in catalogue.UNDOCUMENTED_EVENTS}
+    fallback = [r for r in staged.values() if r["is_event_date_fallback"]]
+    assert fallback and all(r["business_time"] == r["creation_date"] for r in fallback)
+
+
+def test_a_failing_dbt_test_fails_the_build_and_docs_generate(warehouse):
+    _, settings = warehouse
+    con = duckdb.connect(str(settings.duckdb_path))
+    con.execute(f"insert into {settings.dataset}.events select * from {settings.dataset}.events limit 1")
+    con.close()
+    result = build(settings)
+    assert not result.success
+    assert any("unique" in node for node in result.failures)
+    assert dbt(settings, "docs", "generate").success

@@ -71,3 +71,76 @@ def test_a_failing_dbt_test_fails_the_build_and_docs_generate(warehouse):
     assert not result.success
     assert any("unique" in node for node in result.failures)
     assert dbt(settings, "docs", "generate").success
+
+
+STATUS = {
+    "order-submitted": "submitted",
+    "order-acknowledged": "acknowledged",
+    "order-running": "running",
+    "order-requalified": "requalified",
+    "order-rejected": "rejected",
+    "order-completed": "completed",
+    "order-cancelled": "cancelled",
+    "order-dropped": "dropped",
+}
+FINAL = {"completed", "rejected", "cancelled", "dropped"}
+
+
+def _orders_in_pandas(truth: list[dict]):
+    """The `orders` mart computed independently, in pandas, from the API's own events."""
+    import pandas as pd
+
+    from covage_pipeline.timestamps import parse_loose
+
+    df = pd.DataFrame([t for t in truth if t["object_type"] == "order"])
+    created = df["creation_date"].map(parse_loose)
+    df["business_time"] = [parse_loose(e) or c for e, c in zip(df["event_date"], created, strict=True)]
+    df["created"] = created
+    df = df.sort_values(["business_time", "created", "event_uuid"])
+    out = {}
+    for order_uuid, g in df.groupby("object_uuid", sort=False):
+        first = {t: g.loc[g["type"] == t, "business_time"].min() for t in g["type"].unique()}
+        count = g["type"].value_counts().to_dict()
+        statuses = g[g["type"].isin(list(STATUS))]
+        current = STATUS[statuses["type"].iloc[-1]] if len(statuses) else None
+        completed = first.get("order-completed")
+        rejected = first.get("order-rejected")
+        submitted_data = g.loc[g["type"] == "order-submitted", "data"]
+        refs = [d.get("kosc_order_ref") for d in submitted_data if d]
+        out[order_uuid] = {
+            "kosc_order_ref": max(refs) if refs else None,
+            "submitted_at": first.get("order-submitted"),
+            "completed_at": completed,
+            "rejected_at": rejected,
+            "appointment_agreed_at": first.get("order-appointment-agreed"),
+            "current_status": current,
+            "outcome": current if current in FINAL else "open",
+            "was_requalified": bool(completed is not None and rejected is not None and completed >= rejected),
+            "appointments_agreed": count.get("order-appointment-agreed", 0),
+            "appointments_missed": count.get("order-appointment-missed", 0),
+            "localloop_saturations": count.get("order-localloop-saturation", 0),
+            "info_messages": count.get("order-info", 0),
+            "events": len(g),
+            "is_missing_submission": "order-submitted" not in first,
+        }
+    return out
+
+
+def test_orders_agree_with_an_independent_computation(warehouse):
+    import pandas as pd
+
+    emu, settings = warehouse
+    assert build(settings).success
+    mart = {r["order_uuid"]: r for r in _rows(settings, "select * from main_marts.orders")}
+    expected = _orders_in_pandas(emu.store.ground_truth(emu.url))
+    assert set(mart) == set(expected)
+    for order_uuid, want in expected.items():
+        got = mart[order_uuid]
+        for column, value in want.items():
+            value = None if value is pd.NaT or (isinstance(value, float) and value != value) else value
+            if hasattr(value, "to_pydatetime"):
+                value = value.to_pydatetime()
+            assert got[column] == value, (order_uuid, column, got[column], value)
+    outcomes = {r["outcome"] for r in mart.values()}
+    assert {"completed", "rejected", "open"} <= outcomes
+    assert any(r["was_requalified"] for r in mart.values())

@@ -21,6 +21,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_serving(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Until the emulator answers its status call; fails if the process dies first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(f"{url}/_emulator/status", timeout=2)
+            return
+        except httpx.TransportError:
+            assert proc.poll() is None, "the emulator exited"
+            assert time.monotonic() < deadline, "the emulator did not answer in time"
+            time.sleep(0.2)
+
+
 def test_emulator_serve_answers_over_http_and_stops_on_sigterm(tmp_path):
     port = _free_port()
     proc = subprocess.Popen(
@@ -51,15 +64,8 @@ def test_emulator_serve_answers_over_http_and_stops_on_sigterm(tmp_path):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status = httpx.get(f"{url}/_emulator/status", timeout=2).json()
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stdout.read().decode()
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        _wait_serving(url, proc)
+        status = httpx.get(f"{url}/_emulator/status", timeout=10).json()
         assert status["now"] == "2026-02-01T00:00:00.000000"
         assert status["config"]["reject_rate"] == 0.5
         assert "cli-token" not in str(status)
@@ -98,14 +104,8 @@ def test_emulator_serve_takes_faults():
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/api/events/", headers={"Authorization": "Bearer t"})
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        _wait_serving(f"http://127.0.0.1:{port}", proc)
+        response = httpx.get(f"http://127.0.0.1:{port}/api/events/", headers={"Authorization": "Bearer t"})
         assert response.status_code == 429 and response.headers["Retry-After"] == "9"
     finally:
         proc.kill()

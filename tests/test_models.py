@@ -144,3 +144,14 @@ def test_orders_agree_with_an_independent_computation(warehouse):
     outcomes = {r["outcome"] for r in mart.values()}
     assert {"completed", "rejected", "open"} <= outcomes
     assert any(r["was_requalified"] for r in mart.values())
+
+
+def test_staging_knows_the_same_event_types_as_the_catalogue():
+    """stg_events flags unknown types from its own list: it must be the reference's catalogue."""
+    import re
+
+    from covage_pipeline.models import SQL_DIR
+
+    sql = (SQL_DIR / "models" / "staging" / "stg_events.sql").read_text()
+    listed = sql.split("type not in (", 1)[1].split(") as is_unknown_type", 1)[0]
+    assert set(re.findall(r"'([a-z-]+)'", listed)) == catalogue.DOCUMENTED_EVENTS

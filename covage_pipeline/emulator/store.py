@@ -23,7 +23,7 @@ import orjson
 from . import catalogue as cat
 from .config import EmulatorConfig
 from .generator import LifecycleGenerator, Order, RawEvent
-from .timefmt import DAY, MINUTE, UNREADABLE_TIMESTAMP, US, iso, malformed_am, parse_iso, to_us
+from .timefmt import DAY, HOUR, MINUTE, UNREADABLE_TIMESTAMP, US, iso, malformed_am, parse_iso, to_us
 
 CRI_TOKEN_LIFETIME_US = 30 * MINUTE
 INFO_THROTTLE_US = 5 * MINUTE
@@ -231,7 +231,7 @@ class EventStore:
         cfg = self.config
         business = raw.business_us
         if r.random() < cfg.provider_late_share:
-            delay = int(HOUR_US * (0.5 + r.expovariate(1 / 18.0)))  # hours to days
+            delay = int(HOUR * (0.5 + r.expovariate(1 / 18.0)))  # hours to days
         else:
             delay = int(r.uniform(0.2, 90.0) * US)
         creation = business + delay
@@ -529,9 +529,6 @@ class EventStore:
             "first_creation_date": iso(visible[0].creation_us) if visible else None,
             "last_creation_date": iso(visible[-1].creation_us) if visible else None,
         }
-
-
-HOUR_US = 3600 * US
 
 
 def _creation_key(ev: Event) -> tuple[int, int]:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -110,6 +111,15 @@ def emulator_serve(
             "(switchable later: POST /_emulator/faults)."
         ),
     ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            help="A JSON file holding a list of API-shaped events to serve as they are (a captured feed, "
+            "a hand-written log); with --orders 0 they are the only events.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the emulated API on HOST:PORT until Ctrl-C.
 
@@ -129,7 +139,10 @@ def emulator_serve(
     console.print(
         f"[bold]Covage emulator[/] on http://{host}:{port}  (seed {seed}, {orders} orders, clock from {config.start})"
     )
-    serve(config, host, port)
+    events = json.loads(replay.read_text()) if replay else None
+    if events is not None and not isinstance(events, list):
+        raise typer.BadParameter("--replay: the file must hold a JSON list of events")
+    serve(config, host, port, events)
 
 
 @emulator_app.command("summary")

@@ -59,6 +59,10 @@ class IngestSummary:
 
 def make_pipeline(settings: Settings) -> dlt.Pipeline:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Arrow rows get no _dlt_load_id unless asked; the dbt staging model reads only the loads it
+    # has not seen (incremental), so every row must carry its load id. A constant dictionary
+    # column: it costs next to nothing.
+    dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
     # DuckDB's default (80% of RAM) lets its cache grow with the table; a loader needs little
     credentials = DuckDbCredentials(
         str(settings.duckdb_path), global_config={"memory_limit": settings.duckdb_memory_limit}

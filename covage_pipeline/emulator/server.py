@@ -62,6 +62,9 @@ def running_emulator(
         emulator.stop()
 
 
-def serve(config: EmulatorConfig, host: str, port: int) -> None:
-    """Serves in the foreground until interrupted."""
-    uvicorn.run(EmulatorApp(config).asgi, host=host, port=port, log_level="info", lifespan="off")
+def serve(config: EmulatorConfig, host: str, port: int, replay: list[dict] | None = None) -> None:
+    """Serves in the foreground until interrupted; `replay` events are served besides the generated ones."""
+    app = EmulatorApp(config)
+    if replay:
+        app.store.replay(replay)
+    uvicorn.run(app.asgi, host=host, port=port, log_level="info", lifespan="off")

@@ -286,6 +286,39 @@ class EventStore:
             )
         self._insert(examples)
 
+    def replay(self, events: list[dict]) -> int:
+        """Serves `events` (API-shaped dicts) as they are: a captured feed or a hand-written log.
+
+        `event_date` is served verbatim, malformed or not; `creation_date` must be in the normal
+        form (it is the cursor). Returns the number of events added.
+        """
+        realised = []
+        with self._lock:
+            for item in events:
+                creation = parse_iso(item["creation_date"])
+                try:
+                    business = parse_iso(item["event_date"])
+                except (TypeError, ValueError):
+                    business = creation  # only orders `sort=event_date` listings
+                self._seq += 1
+                realised.append(
+                    Event(
+                        self._seq,
+                        item["event_uuid"],
+                        item["type"],
+                        item.get("object_type", "order"),
+                        item["object_uuid"],
+                        creation,
+                        business,
+                        creation,
+                        item.get("event_date"),
+                        item.get("data"),
+                    )
+                )
+            if realised:
+                self._insert(realised)
+        return len(realised)
+
     def _insert(self, new: list[Event]) -> None:
         for ev in new:
             self._by_uuid[ev.event_uuid] = ev

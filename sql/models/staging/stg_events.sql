@@ -1,11 +1,19 @@
 -- One row per event: typed and cleaned, nothing more. Business time is event_date, falling back
 -- to creation_date (flagged) where event_date could not be read.
+--
+-- Incremental: each dlt load writes its rows (new and updated events alike) with a new
+-- _dlt_load_id, so a build only reads the loads it has not seen and replaces those events.
+
+{{ config(materialized='incremental', unique_key='event_uuid', incremental_strategy='delete+insert') }}
 
 with
 
 source as (
 
     select * from {{ source('covage', 'events') }}
+    {% if is_incremental() %}
+    where _dlt_load_id > (select coalesce(max(_dlt_load_id), '') from {{ this }})
+    {% endif %}
 
 ),
 
@@ -40,6 +48,7 @@ renamed as (
         modification_date,
         event_date_raw,
         coalesce(event_date_invalid, false) as is_event_date_invalid,
+        coalesce(event_date > creation_date, false) as is_event_date_after_creation,
 
         -- flags
         type not in (
@@ -70,13 +79,18 @@ renamed as (
         end as provider_description,
         {{ json_text('data', 'start_date') }} as appointment_start_raw,
         {{ json_text('data', 'end_date') }} as appointment_end_raw,
-        {{ try_timestamp(json_text('data', 'start_date')) }} as appointment_start,
-        {{ try_timestamp(json_text('data', 'end_date')) }} as appointment_end,
+        {{ loose_timestamp(json_text('data', 'start_date')) }} as appointment_start,
+        {{ loose_timestamp(json_text('data', 'end_date')) }} as appointment_end,
+        ({{ json_text('data', 'start_date') }} is not null
+            and {{ loose_timestamp(json_text('data', 'start_date')) }} is null)
+            or ({{ json_text('data', 'end_date') }} is not null
+                and {{ loose_timestamp(json_text('data', 'end_date')) }} is null) as is_appointment_date_invalid,
         {{ json_text('data', 'desaturation_type') }} as desaturation_type,
         cast({{ json_text('data', 'stop_deferred') }} as boolean) as stop_deferred,
         {{ json_text('data', 'service_uuid') }} as service_uuid,
         {{ json_text('data', 'service_alias') }} as service_alias,
-        data
+        data,
+        _dlt_load_id
 
     from deduplicated
 

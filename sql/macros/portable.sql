@@ -1,0 +1,94 @@
+{#- Engine-specific spellings, dispatched so that every model builds unchanged on DuckDB and on
+    PostgreSQL. Anything both engines spell the same way (percentile_cont ... within group,
+    string_agg ... order by, extract(epoch from interval), generate_series) is written inline. -#}
+
+{#- Hours between two timestamps, as a number. -#}
+{% macro hours_between(start, end) -%}
+    (extract(epoch from ({{ end }}) - ({{ start }})) / 3600.0)
+{%- endmacro %}
+
+{#- The text of a JSON scalar (a string element of an array or an object's value). -#}
+{% macro json_scalar_text(column) -%}
+    {{ return(adapter.dispatch('json_scalar_text', 'covage')(column)) }}
+{%- endmacro %}
+
+{% macro default__json_scalar_text(column) -%}
+    ({{ column }} ->> '$')
+{%- endmacro %}
+
+{% macro postgres__json_scalar_text(column) -%}
+    ({{ column }} #>> '{}')
+{%- endmacro %}
+
+{#- A lateral FROM item over a JSON array or object: rows (key, value) named `alias`.
+    For an array, `key` is the element's position from 0 (as text). -#}
+{% macro json_each(column, alias, key=none, array=false) -%}
+    {{ return(adapter.dispatch('json_each', 'covage')(column, alias, key, array)) }}
+{%- endmacro %}
+
+{% macro default__json_each(column, alias, key, array) -%}
+    json_each({{ column }}{% if key %}, '$."{{ key }}"'{% endif %}) as {{ alias }}
+{%- endmacro %}
+
+{% macro postgres__json_each(column, alias, key, array) -%}
+    {%- set target = column ~ "::jsonb" ~ (" -> '" ~ key ~ "'" if key else "") -%}
+    {%- if array -%}
+    lateral (
+        select (position - 1)::text as key, value
+        from jsonb_array_elements(case when jsonb_typeof({{ target }}) = 'array' then {{ target }} end)
+            with ordinality as elements (value, position)
+    ) as {{ alias }}
+    {%- else -%}
+    lateral (
+        select key, value
+        from jsonb_each(case when jsonb_typeof({{ target }}) = 'object' then {{ target }} end)
+    ) as {{ alias }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A timestamp read the way a person reads the operator's text: the normal form as is; the
+    reference's `2017-04-22T10:12:00 AM.459593` as 10:12:00.459593 (a stray AM is ignored, a PM
+    with an hour below 12 adds 12 hours; the same rule as covage_pipeline/timestamps.py for
+    event_date); null where there is no sane reading (the raw text stays beside it). -#}
+{% macro loose_timestamp(text) -%}
+    {%- set pattern = "^(\\d{4})-(\\d{1,2})-(\\d{1,2})[T ](\\d{1,2}):(\\d{1,2})(?::(\\d{1,2}))?\\s*([AaPp][Mm])?\\s*(?:[.,](\\d{1,6}))?$" -%}
+    {{ return(adapter.dispatch('loose_timestamp', 'covage')(text, pattern)) }}
+{%- endmacro %}
+
+{% macro default__loose_timestamp(text, pattern) -%}
+    coalesce(
+        try_cast({{ text }} as timestamp),
+        case when regexp_matches({{ text }}, '{{ pattern }}') then try(make_timestamp(
+            cast(regexp_extract({{ text }}, '{{ pattern }}', 1) as integer),
+            cast(regexp_extract({{ text }}, '{{ pattern }}', 2) as integer),
+            cast(regexp_extract({{ text }}, '{{ pattern }}', 3) as integer),
+            cast(regexp_extract({{ text }}, '{{ pattern }}', 4) as integer)
+                + case when upper(regexp_extract({{ text }}, '{{ pattern }}', 7)) = 'PM'
+                    and cast(regexp_extract({{ text }}, '{{ pattern }}', 4) as integer) < 12 then 12 else 0 end,
+            cast(regexp_extract({{ text }}, '{{ pattern }}', 5) as integer),
+            cast(coalesce(nullif(regexp_extract({{ text }}, '{{ pattern }}', 6), ''), '0') as double)
+                + cast('0.' || rpad(coalesce(regexp_extract({{ text }}, '{{ pattern }}', 8), ''), 6, '0') as double)
+        )) end
+    )
+{%- endmacro %}
+
+{% macro postgres__loose_timestamp(text, pattern) -%}
+    {#- PostgreSQL has no try(): each part is range-checked (nested, so in order) first. -#}
+    (
+        select case
+            when parts is null or parts[1]::int = 0 or parts[2]::int not between 1 and 12 then null
+            when parts[3]::int not between 1 and extract(day from
+                    make_date(parts[1]::int, parts[2]::int, 1) + interval '1 month - 1 day')
+                or parts[4]::int > 23 or parts[5]::int > 59
+                or coalesce(nullif(parts[6], ''), '0')::int > 59 then null
+            else make_timestamp(
+                parts[1]::int, parts[2]::int, parts[3]::int,
+                parts[4]::int + case when upper(parts[7]) = 'PM' and parts[4]::int < 12 then 12 else 0 end,
+                parts[5]::int,
+                coalesce(nullif(parts[6], ''), '0')::double precision
+                    + ('0.' || rpad(coalesce(parts[8], ''), 6, '0'))::double precision
+            )
+        end
+        from (select regexp_match({{ text }}, '{{ pattern }}') as parts) matched
+    )
+{%- endmacro %}

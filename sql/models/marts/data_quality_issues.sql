@@ -1,0 +1,54 @@
+-- Every event the data-quality rules flag, one row per (event, issue). Issues:
+--   unknown_event_type          a type the reference does not document (kept, not dropped)
+--   unreadable_event_date       event_date had no sane reading: business time is creation_date
+--   malformed_event_date        event_date was read humanely, not in the normal form (raw kept)
+--   unreadable_appointment_date an appointment slot bound with no sane reading
+--   event_date_after_creation   event_date later than creation_date (a clock ahead at the source)
+--   before_submission           an order event dated before the order's first submission
+--   after_final_state           an order event dated after the status event that made it final
+
+with
+
+events as (
+
+    select
+        events.*,
+        orders.submitted_at,
+        orders.status_since,
+        orders.is_final
+    from {{ ref('stg_events') }} as events
+    left join {{ ref('orders') }} as orders
+        on events.object_type = 'order' and events.object_uuid = orders.order_uuid
+
+),
+
+issues as (
+
+    select event_uuid, 'unknown_event_type' as issue from events where is_unknown_type
+    union all
+    select event_uuid, 'unreadable_event_date' from events where is_event_date_fallback
+    union all
+    select event_uuid, 'malformed_event_date' from events
+    where event_date_raw is not null and not is_event_date_fallback
+    union all
+    select event_uuid, 'unreadable_appointment_date' from events where is_appointment_date_invalid
+    union all
+    select event_uuid, 'event_date_after_creation' from events where is_event_date_after_creation
+    union all
+    select event_uuid, 'before_submission' from events where business_time < submitted_at
+    union all
+    select event_uuid, 'after_final_state' from events where is_final and business_time > status_since
+
+)
+
+select
+    issues.issue,
+    events.event_uuid,
+    events.object_type,
+    events.object_uuid,
+    events.event_type,
+    events.business_time,
+    events.creation_date,
+    events.event_date_raw
+from issues
+inner join events on issues.event_uuid = events.event_uuid

@@ -1,0 +1,42 @@
+-- Count, mean, median, p90 and p95 of each stage duration, by month of submission and overall
+-- (period = 'overall', submission_month null). Orders without a submission are left out.
+
+{%- set stages = var('lifecycle_stages') %}
+
+with
+
+durations as (
+
+    select * from {{ ref('order_lifecycle_durations') }}
+    where submission_month is not null
+
+),
+
+stage_durations as (
+
+    {%- for stage in stages %}
+    select submission_month, '{{ stage }}' as stage, {{ stage }}_hours as hours
+    from durations
+    where {{ stage }}_hours is not null
+    {% if not loop.last %}union all{% endif %}
+    {%- endfor %}
+
+),
+
+stats as (
+
+    select
+        case when grouping(submission_month) = 1 then 'overall' else 'month' end as period,
+        submission_month,
+        stage,
+        count(*) as orders,
+        avg(hours) as mean_hours,
+        percentile_cont(0.5) within group (order by hours) as median_hours,
+        percentile_cont(0.9) within group (order by hours) as p90_hours,
+        percentile_cont(0.95) within group (order by hours) as p95_hours
+    from stage_durations
+    group by grouping sets ((submission_month, stage), (stage))
+
+)
+
+select * from stats

@@ -1,0 +1,33 @@
+-- Per order, the duration of each stage of its lifecycle, in hours (and lead time in days).
+-- Each stage runs from the first time of its start milestone to the first time of its end
+-- milestone (see `orders`); a stage an order never went through is null.
+
+{%- set stages = var('lifecycle_stages') %}
+
+with
+
+orders as (
+
+    select * from {{ ref('orders') }}
+
+),
+
+durations as (
+
+    select
+        order_uuid,
+        kosc_order_ref,
+        cast(date_trunc('month', submitted_at) as date) as submission_month,
+        outcome,
+        saturated_at is not null as is_saturated,
+        localloop_saturations > 0 as is_localloop_saturated,
+        network_saturations > 0 as is_network_saturated,
+        {%- for stage, bounds in stages.items() %}
+        {{ hours_between(bounds[0], bounds[1]) }} as {{ stage }}_hours,
+        {%- endfor %}
+        {{ hours_between('submitted_at', 'completed_at') }} / 24.0 as lead_time_days
+    from orders
+
+)
+
+select * from durations

@@ -1,0 +1,58 @@
+-- Per order, its process variant as process-mining tools define it: the ordered sequence of its
+-- lifecycle event types (message-only events and unknown types left out), and its rework: stages
+-- that occurred more than once (several appointments, a re-submission, a second running...).
+
+with
+
+steps as (
+
+    select
+        object_uuid as order_uuid,
+        replace(event_type, 'order-', '') as step,
+        business_time,
+        creation_date,
+        event_uuid
+    from {{ ref('stg_events') }}
+    where object_type = 'order'
+        and not is_unknown_type
+        and event_type not in {{ non_lifecycle_event_types() }}
+
+),
+
+variants as (
+
+    select
+        order_uuid,
+        string_agg(step, ' > ' order by business_time, creation_date, event_uuid) as variant,
+        count(*) as steps
+    from steps
+    group by order_uuid
+
+),
+
+repeats as (
+
+    select order_uuid, string_agg(step || ' x' || cast(times as varchar), ', ' order by step) as repeated_steps
+    from (
+        select order_uuid, step, count(*) as times
+        from steps
+        group by order_uuid, step
+        having count(*) > 1
+    ) repeated
+    group by order_uuid
+
+)
+
+select
+    variants.order_uuid,
+    variants.variant,
+    variants.steps,
+    orders.outcome,
+    {{ hours_between('orders.submitted_at', 'orders.completed_at') }} as lead_time_hours,
+    repeats.repeated_steps,
+    repeats.order_uuid is not null as has_rework,
+    orders.submissions > 1 as was_resubmitted,
+    orders.appointments_agreed > 1 as had_several_appointments
+from variants
+inner join {{ ref('orders') }} as orders on variants.order_uuid = orders.order_uuid
+left join repeats on variants.order_uuid = repeats.order_uuid

@@ -1,0 +1,551 @@
+"""Every mart column on a hand-written event log (tests/eventlog.py), against values worked out
+by hand from the rules in the models' yml. The log goes the real way: served by the emulator over
+HTTP, ingested by dlt, built by dbt."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import duckdb
+import pytest
+
+from covage_pipeline.models import build
+from covage_pipeline.pipeline import ingest
+
+from .conftest import make_config
+from .eventlog import APRIL, EVENTS, MARCH, at
+from .extraction import settings_for
+
+D = 24.0  # hours in a day
+
+
+@pytest.fixture(scope="module")
+def marts(tmp_path_factory):
+    from covage_pipeline.emulator import running_emulator
+
+    config = make_config(orders=0, reference_examples=False, start=datetime(2026, 6, 1))
+    with running_emulator(config) as emu:
+        assert emu.store.replay(EVENTS) == len(EVENTS)
+        settings = settings_for(emu, tmp_path_factory.mktemp("handwritten"))
+        ingest(settings)
+        result = build(settings)
+        assert result.success, (result.error, result.failures)
+        con = duckdb.connect(str(settings.duckdb_path))
+
+        def query(sql: str) -> list[dict]:
+            cur = con.execute(sql)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+        yield query, emu.url
+        con.close()
+
+
+def _same(got, want) -> bool:
+    if isinstance(want, float) and isinstance(got, int | float):
+        return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
+    return got == want
+
+
+def assert_rows(rows: list[dict], key: str | tuple, expected: dict, defaults: dict | None = None) -> None:
+    """Every row, every column: `expected[key]` overrides `defaults`; both together name all columns."""
+
+    def key_of(row):
+        return tuple(row[k] for k in key) if isinstance(key, tuple) else row[key]
+
+    by_key = {key_of(r): r for r in rows}
+    assert set(by_key) == set(expected), (sorted(map(str, by_key)), sorted(map(str, expected)))
+    for k, overrides in expected.items():
+        want = {**(defaults or {}), **overrides}
+        got = by_key[k]
+        columns = set(got) - ({key} if isinstance(key, str) else set(key))
+        assert columns == set(want), f"{k}: columns {sorted(columns ^ set(want))} not both in mart and expectation"
+        for column, value in want.items():
+            assert _same(got[column], value), (k, column, got[column], value)
+
+
+ORDER_DEFAULTS = {
+    **dict.fromkeys(
+        [
+            "kosc_order_ref", "submitted_at", "acknowledged_at", "running_at", "appointment_agreed_at",
+            "appointment_confirmed_at", "completed_at", "rejected_at", "cancelled_at", "dropped_at",
+            "saturated_at", "desaturation_planned_at", "intervention_result_at", "service_uuid",
+        ]
+    ),
+    **dict.fromkeys(
+        [
+            "appointments_agreed", "appointments_confirmed", "appointments_declined", "appointments_missed",
+            "appointments_deferred", "localloop_saturations", "network_saturations", "interventions_succeeded",
+            "interventions_failed", "info_messages", "provider_messages", "intervention_reports",
+            "requalifications",
+        ],
+        0,
+    ),
+    "submissions": 1,
+    "is_final": True,
+    "was_requalified": False,
+    **dict.fromkeys(
+        [
+            "is_missing_submission", "has_events_before_submission", "has_events_after_final", "has_unknown_events",
+            "has_unreadable_event_date", "has_event_date_after_creation", "has_unreadable_appointment_date",
+        ],
+        False,
+    ),
+}  # fmt: skip
+
+
+def completed(h: float) -> dict:
+    return {"completed_at": at(h), "current_status": "completed", "status_since": at(h), "outcome": "completed"}
+
+
+def test_orders(marts):
+    query, _ = marts
+    expected = {
+        "ord-a": {
+            "kosc_order_ref": "RA", "submitted_at": at(0), "acknowledged_at": at(2), "running_at": at(10),
+            "appointment_agreed_at": at(24), "intervention_result_at": at(97), "last_event_at": at(100),
+            **completed(100), "service_uuid": "svc-a", "appointments_agreed": 2, "appointments_missed": 1,
+            "interventions_succeeded": 1, "intervention_reports": 1, "events": 9,
+        },
+        "ord-b": {
+            "kosc_order_ref": "RB", "submitted_at": at(5), "acknowledged_at": at(6), "rejected_at": at(29),
+            "last_event_at": at(29), "current_status": "rejected", "status_since": at(29), "outcome": "rejected",
+            "events": 3,
+        },
+        "ord-c": {
+            "kosc_order_ref": "RC", "submitted_at": at(10), "acknowledged_at": at(12), "cancelled_at": at(40),
+            "last_event_at": at(40), "current_status": "cancelled", "status_since": at(40), "outcome": "cancelled",
+            "events": 3,
+        },
+        "ord-d": {
+            "kosc_order_ref": "RD", "submitted_at": at(20), "acknowledged_at": at(21), "running_at": at(30),
+            "appointment_agreed_at": at(300), "saturated_at": at(50), "desaturation_planned_at": at(80),
+            "intervention_result_at": at(320), "last_event_at": at(340), **completed(340), "service_uuid": "svc-d",
+            "appointments_agreed": 1, "localloop_saturations": 1, "interventions_succeeded": 1, "events": 8,
+        },
+        "ord-e": {
+            "kosc_order_ref": "RE", "submitted_at": at(30), "acknowledged_at": at(31), "running_at": at(70),
+            "rejected_at": at(40), "last_event_at": at(130), **completed(130), "was_requalified": True,
+            "service_uuid": "svc-e", "requalifications": 1, "events": 6,
+        },
+        "ord-f": {
+            "kosc_order_ref": "RF", "submitted_at": at(750), "acknowledged_at": at(752), "running_at": at(760),
+            "last_event_at": at(800), **completed(800), "service_uuid": "svc-e", "events": 4,
+        },
+        "ord-g": {
+            "kosc_order_ref": "RG", "submitted_at": at(730), "acknowledged_at": at(731), "running_at": at(740),
+            "appointment_agreed_at": at(760), "last_event_at": at(760), "current_status": "running",
+            "status_since": at(740), "is_final": False, "outcome": "open", "appointments_agreed": 1,
+            "provider_messages": 1, "events": 5, "has_unreadable_appointment_date": True,
+        },
+        "ord-h": {
+            # submitted read from "8:0:00 AM"; running's unreadable date falls back to its creation;
+            # cancelled and dropped tie on both times: e-h5 > e-h4, so dropped is the latest
+            "kosc_order_ref": "RH", "submitted_at": at(200), "acknowledged_at": at(199), "running_at": at(210),
+            "cancelled_at": at(220), "dropped_at": at(220), "last_event_at": at(240), "current_status": "dropped",
+            "status_since": at(220), "outcome": "dropped", "info_messages": 1, "events": 7,
+            "has_events_before_submission": True, "has_events_after_final": True, "has_unknown_events": True,
+            "has_unreadable_event_date": True, "has_event_date_after_creation": True,
+        },
+        "ord-i": {
+            "kosc_order_ref": "RI", "submitted_at": at(1200), "acknowledged_at": at(1201), "last_event_at": at(1201),
+            "current_status": "acknowledged", "status_since": at(1201), "is_final": False, "outcome": "open",
+            "events": 2,
+        },
+    }  # fmt: skip
+    assert_rows(query("select * from main_marts.orders"), "order_uuid", expected, ORDER_DEFAULTS)
+
+
+STAGES = [
+    "submitted_to_acknowledged", "acknowledged_to_running", "running_to_completed", "lead_time",
+    "submitted_to_rejected", "appointment_to_intervention_result", "saturation_to_desaturation_planned",
+    "saturation_to_completed",
+]  # fmt: skip
+
+
+def test_order_lifecycle_durations(marts):
+    query, _ = marts
+    defaults = {
+        **{f"{s}_hours": None for s in STAGES},
+        "lead_time_days": None,
+        "submission_month": MARCH.date(),
+        "is_saturated": False,
+        "is_localloop_saturated": False,
+        "is_network_saturated": False,
+    }
+
+    def row(ref, outcome, **hours):
+        out = {"kosc_order_ref": ref, "outcome": outcome, **{f"{k}_hours": float(v) for k, v in hours.items()}}
+        if "lead_time" in hours:
+            out["lead_time_days"] = hours["lead_time"] / D
+        return out
+
+    april = {"submission_month": APRIL.date()}
+    expected = {
+        "ord-a": row("RA", "completed", submitted_to_acknowledged=2, acknowledged_to_running=8,
+                     running_to_completed=90, lead_time=100, appointment_to_intervention_result=73),
+        "ord-b": row("RB", "rejected", submitted_to_acknowledged=1, submitted_to_rejected=24),
+        "ord-c": row("RC", "cancelled", submitted_to_acknowledged=2),
+        "ord-d": {**row("RD", "completed", submitted_to_acknowledged=1, acknowledged_to_running=9,
+                        running_to_completed=310, lead_time=320, appointment_to_intervention_result=20,
+                        saturation_to_desaturation_planned=30, saturation_to_completed=290),
+                  "is_saturated": True, "is_localloop_saturated": True},
+        "ord-e": row("RE", "completed", submitted_to_acknowledged=1, acknowledged_to_running=39,
+                     running_to_completed=60, lead_time=100, submitted_to_rejected=10),
+        "ord-f": {**row("RF", "completed", submitted_to_acknowledged=2, acknowledged_to_running=8,
+                        running_to_completed=40, lead_time=50), **april},
+        "ord-g": {**row("RG", "open", submitted_to_acknowledged=1, acknowledged_to_running=9), **april},
+        "ord-h": row("RH", "dropped", submitted_to_acknowledged=-1, acknowledged_to_running=11),
+        "ord-i": {**row("RI", "open", submitted_to_acknowledged=1), **april},
+    }  # fmt: skip
+    assert_rows(query("select * from main_marts.order_lifecycle_durations"), "order_uuid", expected, defaults)
+
+
+def test_lifecycle_stats(marts):
+    query, _ = marts
+
+    def stats(n, mean, median, p90, p95):
+        return {"orders": n, "mean_hours": mean, "median_hours": median, "p90_hours": p90, "p95_hours": p95}
+
+    m, a = MARCH.date(), APRIL.date()
+    expected = {
+        # March: A 2, B 1, C 2, D 1, E 1, H -1 -> sorted -1 1 1 1 2 2
+        ("month", m, "submitted_to_acknowledged"): stats(6, 1.0, 1.0, 2.0, 2.0),
+        # A 8, D 9, E 39, H 11 -> 8 9 11 39; p90 at position 2.7: 11 + 0.7 * 28
+        ("month", m, "acknowledged_to_running"): stats(4, 16.75, 10.0, 30.6, 34.8),
+        ("month", m, "running_to_completed"): stats(3, 460 / 3, 90.0, 266.0, 288.0),
+        ("month", m, "lead_time"): stats(3, 520 / 3, 100.0, 276.0, 298.0),
+        ("month", m, "submitted_to_rejected"): stats(2, 17.0, 17.0, 22.6, 23.3),
+        ("month", m, "appointment_to_intervention_result"): stats(2, 46.5, 46.5, 67.7, 70.35),
+        ("month", m, "saturation_to_desaturation_planned"): stats(1, 30.0, 30.0, 30.0, 30.0),
+        ("month", m, "saturation_to_completed"): stats(1, 290.0, 290.0, 290.0, 290.0),
+        # April: F 2, G 1, I 1
+        ("month", a, "submitted_to_acknowledged"): stats(3, 4 / 3, 1.0, 1.8, 1.9),
+        ("month", a, "acknowledged_to_running"): stats(2, 8.5, 8.5, 8.9, 8.95),
+        ("month", a, "running_to_completed"): stats(1, 40.0, 40.0, 40.0, 40.0),
+        ("month", a, "lead_time"): stats(1, 50.0, 50.0, 50.0, 50.0),
+        ("overall", None, "submitted_to_acknowledged"): stats(9, 10 / 9, 1.0, 2.0, 2.0),
+        ("overall", None, "acknowledged_to_running"): stats(6, 14.0, 9.0, 25.0, 32.0),
+        ("overall", None, "running_to_completed"): stats(4, 125.0, 75.0, 244.0, 277.0),
+        ("overall", None, "lead_time"): stats(4, 142.5, 100.0, 254.0, 287.0),
+        ("overall", None, "submitted_to_rejected"): stats(2, 17.0, 17.0, 22.6, 23.3),
+        ("overall", None, "appointment_to_intervention_result"): stats(2, 46.5, 46.5, 67.7, 70.35),
+        ("overall", None, "saturation_to_desaturation_planned"): stats(1, 30.0, 30.0, 30.0, 30.0),
+        ("overall", None, "saturation_to_completed"): stats(1, 290.0, 290.0, 290.0, 290.0),
+    }
+    rows = query("select * from main_marts.lifecycle_stats")
+    assert_rows(rows, ("period", "submission_month", "stage"), expected)
+
+
+def test_delivery_stats(marts):
+    query, _ = marts
+
+    def row(submitted, done, w7, w14, w30, median_h, p90_h):
+        return {
+            "orders_submitted": submitted, "orders_completed": done, "completed_within_7_days": w7,
+            "completed_within_14_days": w14, "completed_within_30_days": w30,
+            "median_lead_time_days": median_h / D, "p90_lead_time_days": p90_h / D,
+            "share_completed_within_7_days": w7 / submitted, "share_completed_within_14_days": w14 / submitted,
+            "share_completed_within_30_days": w30 / submitted,
+        }  # fmt: skip
+
+    expected = {
+        ("month", MARCH.date()): row(6, 3, 2, 3, 3, 100, 276),  # A 100 h, E 100 h, D 320 h
+        ("month", APRIL.date()): row(3, 1, 1, 1, 1, 50, 50),  # F 50 h
+        ("overall", None): row(9, 4, 3, 4, 4, 100, 254),
+    }
+    assert_rows(query("select * from main_marts.delivery_stats"), ("period", "submission_month"), expected)
+
+
+def test_rejection_stats_and_pareto(marts):
+    query, _ = marts
+
+    def row(submitted, finished, rejected, ever, requalified, median, p90):
+        return {
+            "orders_submitted": submitted, "orders_finished": finished, "orders_rejected": rejected,
+            "orders_ever_rejected": ever, "orders_requalified": requalified, "rejection_rate": rejected / submitted,
+            "rejection_rate_of_finished": rejected / finished, "median_hours_to_rejection": median,
+            "p90_hours_to_rejection": p90,
+        }  # fmt: skip
+
+    expected = {
+        ("month", MARCH.date()): row(6, 6, 1, 2, 1, 17.0, 22.6),  # B 24 h, E 10 h
+        ("month", APRIL.date()): row(3, 1, 0, 0, 0, None, None),
+        ("overall", None): row(9, 7, 1, 2, 1, 17.0, 22.6),
+    }
+    assert_rows(query("select * from main_marts.rejection_stats"), ("period", "submission_month"), expected)
+
+    pareto = {
+        1: {"reject_code": "ADR_INCONNUE", "reject_subcode": "ADR002", "reject_reason": "cr_ko", "rejections": 1,
+            "share_of_rejections": 0.5, "cumulative_share": 0.5, "median_hours_to_rejection": 24.0,
+            "code_rejections": 1, "code_share": 0.5, "code_rank": 1},
+        2: {"reject_code": "CDE_ANNUL", "reject_subcode": "CLI003", "reject_reason": "ar_ko", "rejections": 1,
+            "share_of_rejections": 0.5, "cumulative_share": 1.0, "median_hours_to_rejection": 10.0,
+            "code_rejections": 1, "code_share": 0.5, "code_rank": 2},
+    }  # fmt: skip
+    assert_rows(query("select * from main_marts.rejection_reasons"), "pareto_rank", pareto)
+
+
+def test_saturation_stats(marts):
+    query, _ = marts
+    zero = {"orders_localloop_saturated": 0, "orders_network_saturated": 0, "orders_saturated": 0,
+            "share_localloop_saturated": 0.0, "share_network_saturated": 0.0, "share_saturated": 0.0,
+            "orders_desaturation_planned": 0, "share_desaturation_planned": None,
+            "median_hours_to_desaturation_planned": None, "saturated_completed": 0,
+            "median_lead_time_saturated_hours": None, "saturation_cost_hours": None,
+            "saturation_cost_days": None}  # fmt: skip
+    hit = {"orders_localloop_saturated": 1, "orders_network_saturated": 0, "orders_saturated": 1,
+           "orders_desaturation_planned": 1, "share_desaturation_planned": 1.0,
+           "median_hours_to_desaturation_planned": 30.0, "saturated_completed": 1,
+           "median_lead_time_saturated_hours": 320.0, "saturation_cost_hours": 220.0,
+           "saturation_cost_days": 220 / D}  # fmt: skip
+    expected = {
+        ("month", MARCH.date()): {**hit, "orders_submitted": 6, "share_localloop_saturated": 1 / 6,
+                                  "share_network_saturated": 0.0, "share_saturated": 1 / 6,
+                                  "unsaturated_completed": 2, "median_lead_time_unsaturated_hours": 100.0},
+        ("month", APRIL.date()): {**zero, "orders_submitted": 3, "unsaturated_completed": 1,
+                                  "median_lead_time_unsaturated_hours": 50.0},
+        ("overall", None): {**hit, "orders_submitted": 9, "share_localloop_saturated": 1 / 9,
+                            "share_network_saturated": 0.0, "share_saturated": 1 / 9,
+                            "unsaturated_completed": 3, "median_lead_time_unsaturated_hours": 100.0},
+    }  # fmt: skip
+    assert_rows(query("select * from main_marts.saturation_stats"), ("period", "submission_month"), expected)
+
+
+def test_appointment_stats(marts):
+    query, _ = marts
+
+    def row(agreed, missed, succeeded, done, of_done):
+        return {
+            "appointments_agreed": agreed, "appointments_confirmed": 0, "appointments_missed": missed,
+            "appointments_declined": 0, "appointments_deferred": 0, "missed_rate": missed / agreed,
+            "declined_rate": 0.0, "deferred_rate": 0.0, "interventions_succeeded": succeeded,
+            "interventions_failed": 0, "intervention_success_rate": 1.0 if succeeded else None,
+            "orders_completed": done, "appointments_per_completed_order": of_done / done,
+        }  # fmt: skip
+
+    expected = {
+        ("month", MARCH.date()): row(3, 1, 2, 3, 3),  # A 2 agreed (1 missed), D 1; completed A D E
+        ("month", APRIL.date()): row(1, 0, 0, 1, 0),  # G 1 agreed (open); completed F, no appointment
+        ("overall", None): row(4, 1, 2, 4, 3),
+    }
+    assert_rows(query("select * from main_marts.appointment_stats"), ("period", "submission_month"), expected)
+
+
+def test_services_and_monthly_base(marts):
+    query, _ = marts
+    defaults = {"ended_by_order_uuid": None, "terminated_at": None, "slammed_at": None, "last_modified_at": None,
+                "ended_at": None, "modifications": 0, "info_messages": 0, "has_unknown_events": False}  # fmt: skip
+    expected = {
+        "svc-a": {"service_alias": "KA", "created_by_order_uuid": "ord-a", "created_at": at(100),
+                  "activated_at": at(101), "status": "active", "events": 1},
+        "svc-d": {"service_alias": "KD", "created_by_order_uuid": "ord-d", "created_at": at(340),
+                  "activated_at": at(341), "slammed_at": at(800), "ended_at": at(800), "status": "slammed",
+                  "events": 2},
+        "svc-e": {"service_alias": "KE", "created_by_order_uuid": "ord-e", "created_at": at(130),
+                  "ended_by_order_uuid": "ord-f", "activated_at": at(131), "terminated_at": at(801),
+                  "ended_at": at(801), "status": "terminated", "events": 2},
+    }  # fmt: skip
+    assert_rows(query("select * from main_marts.services"), "service_uuid", expected, defaults)
+
+    monthly = {
+        MARCH.date(): {"active_at_month_start": 0, "activations": 3, "terminations": 0, "slams": 0,
+                       "active_at_month_end": 3, "churn_rate": None},
+        APRIL.date(): {"active_at_month_start": 3, "activations": 0, "terminations": 1, "slams": 1,
+                       "active_at_month_end": 1, "churn_rate": 2 / 3},
+    }  # fmt: skip
+    assert_rows(query("select * from main_marts.service_base_monthly"), "month_start", monthly)
+
+
+def test_backlog(marts):
+    query, _ = marts
+    as_of = at(1201)
+    expected = {
+        "ord-g": {"kosc_order_ref": "RG", "current_status": "running", "current_stage": "appointment-agreed",
+                  "stage_since": at(760), "submitted_at": at(730), "last_event_at": at(760), "as_of": as_of,
+                  "age_days": (1201 - 730) / D, "days_since_last_event": (1201 - 760) / D, "is_stuck": True},
+        "ord-i": {"kosc_order_ref": "RI", "current_status": "acknowledged", "current_stage": "acknowledged",
+                  "stage_since": at(1201), "submitted_at": at(1200), "last_event_at": at(1201), "as_of": as_of,
+                  "age_days": 1 / D, "days_since_last_event": 0.0, "is_stuck": False},
+    }  # fmt: skip
+    assert_rows(query("select * from main_marts.backlog"), "order_uuid", expected)
+
+
+def test_object_history_tells_each_story_in_order(marts):
+    query, _ = marts
+    rows = query("select * from main_marts.object_history where object_uuid in ('ord-a', 'ord-h', 'svc-e')")
+    defaults = {"is_event_date_fallback": False, "is_unknown_type": False}
+
+    def step(obj, n, h, type_, summary, created=None, ref="RA", related="svc-a", **flags):
+        return {
+            "object_type": "service" if obj.startswith("svc") else "order", "object_uuid": obj,
+            "kosc_order_ref": ref, "related_uuid": related, "step": n, "business_time": at(h),
+            "creation_date": at(created if created is not None else h), "event_type": type_, "summary": summary,
+            **flags,
+        }  # fmt: skip
+
+    a = "ord-a"
+    h = {"ref": "RH", "related": None}
+    expected = {
+        "e-a1": step(a, 1, 0, "order-submitted", "order ref RA"),
+        "e-a2": step(a, 2, 2, "order-acknowledged", None),
+        "e-a3": step(a, 3, 10, "order-running", None),
+        "e-a4": step(a, 4, 24, "order-appointment-agreed", f"slot {at(48)} - {at(50)}"),
+        "e-a5": step(a, 5, 48, "order-appointment-missed", None),
+        "e-a6": step(a, 6, 72, "order-appointment-agreed", f"slot {at(96)} - {at(98)}"),
+        "e-a7": step(a, 7, 96, "order-cri", "report files: fichier 1, fichier 2"),
+        "e-a8": step(a, 8, 97, "order-on-site-intervention-succeeded", "line built"),
+        "e-a9": step(a, 9, 100, "order-completed", "service KA (svc-a)"),
+        "e-h2": step("ord-h", 1, 199, "order-acknowledged", None, created=201, **h),
+        "e-h1": step("ord-h", 2, 200, "order-submitted", "order ref RH", **h),
+        "e-h3": step("ord-h", 3, 210, "order-running", None, is_event_date_fallback=True, **h),
+        "e-h4": step("ord-h", 4, 220, "order-cancelled", "cancelled: duplicate order", created=220.5, **h),
+        "e-h5": step("ord-h", 5, 220, "order-dropped", None, created=220.5, **h),
+        "e-h6": step("ord-h", 6, 230, "order-priority-changed", 'unknown event type; data: {"priority":"high"}',
+                     is_unknown_type=True, **h),
+        "e-h7": step("ord-h", 7, 240, "order-info", "call first [ends the deferral]", created=239, **h),
+        "e-se1": step("svc-e", 1, 131, "service-activated", None, ref="RE", related="ord-e"),
+        "e-se2": step("svc-e", 2, 801, "service-terminated", None, ref="RE", related="ord-e"),
+    }  # fmt: skip
+    assert_rows(rows, "event_uuid", expected, defaults)
+
+    b = query("select summary from main_marts.object_history where event_uuid in ('e-b3', 'e-e3', 'e-g4', 'e-g5')")
+    assert sorted(r["summary"] for r in b) == sorted(
+        [
+            "rejected ADR_INCONNUE ADR002 (cr_ko) Adresse introuvable",
+            "rejected CDE_ANNUL CLI003 (ar_ko)",
+            "Access Authorisation: Waiting for the building manager",
+            "slot 2026-04-05 14:05:00.5 - 0000-00-00T00:00:00",
+        ]
+    )
+
+
+def test_variants_and_rework(marts):
+    query, _ = marts
+    base = "submitted > acknowledged"
+    orders = {
+        "ord-a": (f"{base} > running > appointment-agreed > appointment-missed > appointment-agreed"
+                  " > on-site-intervention-succeeded > completed", "completed", 100.0),
+        "ord-b": (f"{base} > rejected", "rejected", None),
+        "ord-c": (f"{base} > cancelled", "cancelled", None),
+        "ord-d": (f"{base} > running > localloop-saturation > localloop-desaturation-planned > appointment-agreed"
+                  " > on-site-intervention-succeeded > completed", "completed", 320.0),
+        "ord-e": (f"{base} > rejected > requalified > running > completed", "completed", 100.0),
+        "ord-f": (f"{base} > running > completed", "completed", 50.0),
+        "ord-g": (f"{base} > running > appointment-agreed", "open", None),
+        "ord-h": ("acknowledged > submitted > running > cancelled > dropped", "dropped", None),
+        "ord-i": (base, "open", None),
+    }  # fmt: skip
+    expected = {
+        uuid: {"variant": v, "steps": v.count(" > ") + 1, "outcome": o, "lead_time_hours": lt,
+               "repeated_steps": None, "has_rework": False, "was_resubmitted": False,
+               "had_several_appointments": False}
+        for uuid, (v, o, lt) in orders.items()
+    }  # fmt: skip
+    expected["ord-a"].update(repeated_steps="appointment-agreed x2", has_rework=True, had_several_appointments=True)
+    assert_rows(query("select * from main_marts.order_variants"), "order_uuid", expected)
+
+    # one order per variant: ranked by the variant's text
+    ranked = ["ord-h", "ord-i", "ord-c", "ord-b", "ord-e", "ord-g", "ord-a", "ord-f", "ord-d"]
+    variants = {
+        n: {"variant": orders[u][0], "steps": orders[u][0].count(" > ") + 1, "orders": 1, "share_of_orders": 1 / 9,
+            "cumulative_share": n / 9, "orders_completed": int(orders[u][1] == "completed"),
+            "orders_with_rework": int(u == "ord-a"), "median_lead_time_hours": orders[u][2],
+            "median_lead_time_days": None if orders[u][2] is None else orders[u][2] / D, "example_order_uuid": u}
+        for n, u in enumerate(ranked, start=1)
+    }  # fmt: skip
+    assert_rows(query("select * from main_marts.process_variants"), "variant_rank", variants)
+
+
+def test_data_quality(marts):
+    query, _ = marts
+    issues = {
+        ("unknown_event_type", "e-h6"): ("order-priority-changed", 230, 230, None),
+        ("unreadable_event_date", "e-h3"): ("order-running", 210, 210, "0000-00-00T00:00:00"),
+        ("malformed_event_date", "e-h1"): ("order-submitted", 200, 200, "2026-03-10T8:0:00 AM"),
+        ("unreadable_appointment_date", "e-g5"): ("order-appointment-agreed", 760, 760, None),
+        ("event_date_after_creation", "e-h7"): ("order-info", 240, 239, None),
+        ("before_submission", "e-h2"): ("order-acknowledged", 199, 201, None),
+        ("after_final_state", "e-h6"): ("order-priority-changed", 230, 230, None),
+        ("after_final_state", "e-h7"): ("order-info", 240, 239, None),
+    }
+    expected = {
+        key: {"object_type": "order", "object_uuid": "ord-g" if key[1] == "e-g5" else "ord-h", "event_type": t,
+              "business_time": at(b), "creation_date": at(c), "event_date_raw": raw}
+        for key, (t, b, c, raw) in issues.items()
+    }  # fmt: skip
+    assert_rows(query("select * from main_marts.data_quality_issues"), ("issue", "event_uuid"), expected)
+
+    total = len(EVENTS)
+    summary = {
+        issue: {"events": n, "objects": 1, "share_of_events": n / total, "first_seen": at(first), "last_seen": at(last)}
+        for issue, n, first, last in [
+            ("unknown_event_type", 1, 230, 230),
+            ("unreadable_event_date", 1, 210, 210),
+            ("malformed_event_date", 1, 200, 200),
+            ("unreadable_appointment_date", 1, 760, 760),
+            ("event_date_after_creation", 1, 240, 240),
+            ("before_submission", 1, 199, 199),
+            ("after_final_state", 2, 230, 240),
+        ]
+    }
+    assert_rows(query("select * from main_marts.data_quality_summary"), "issue", summary)
+
+    # lateness: 46 events on time, e-g4 30 h late, e-h2 2 h late, e-h4 and e-h5 half an hour late,
+    # e-h7 1 h early (e-h3 unreadable: left out); sum 32 h over 51 events
+    rows = {r["grain"] + ":" + str(r["event_type"]): r for r in query("select * from main_marts.provider_lateness")}
+    overall = rows.pop("overall:None")
+    want = {"events": 51, "mean_lateness_hours": 32 / 51, "median_lateness_hours": 0.0, "p90_lateness_hours": 0.0,
+            "p99_lateness_hours": 16.0, "max_lateness_hours": 30.0, "share_later_than_1_hour": 2 / 51,
+            "share_later_than_1_day": 1 / 51}  # fmt: skip
+    for column, value in want.items():
+        assert _same(overall[column], value), (column, overall[column], value)
+    ack = rows.pop("event_type:order-acknowledged")  # nine, one 2 h late
+    assert (ack["events"], ack["max_lateness_hours"], ack["share_later_than_1_hour"]) == (9, 2.0, 1 / 9)
+    assert _same(ack["p90_lateness_hours"], 0.4) and _same(ack["mean_lateness_hours"], 2 / 9)
+    provider = rows.pop("event_type:order-information-from-provider")
+    assert (provider["events"], provider["median_lateness_hours"], provider["share_later_than_1_day"]) == (1, 30.0, 1)
+    info = rows.pop("event_type:order-info")
+    assert info["max_lateness_hours"] == -1.0
+    for late in ("order-cancelled", "order-dropped"):
+        assert rows.pop(f"event_type:{late}")["max_lateness_hours"] == 0.5
+    running = rows.pop("event_type:order-running")
+    assert running["events"] == 5  # A, D, E, F, G: H's event_date is unreadable
+    assert all(r["max_lateness_hours"] == 0 and r["mean_lateness_hours"] == 0 for r in rows.values())
+
+
+def test_staging_rows_for_endpoints_files_and_slots(marts):
+    query, url = marts
+    endpoints = {
+        ("e-a9", 0): {"order_uuid": "ord-a", "completed_at": at(100), "endpoint_uuid": "ep-a", "endpoint_type": "PTO",
+                      "endpoint_reference": "FI-0001-0001"},
+        ("e-e6", 0): {"order_uuid": "ord-e", "completed_at": at(130), "endpoint_uuid": "ep-e", "endpoint_type": "ONT",
+                      "endpoint_reference": "FI-0002-0002"},
+    }  # fmt: skip
+    rows = query("select * exclude (endpoint) from main_staging.stg_order_endpoints")
+    assert_rows(rows, ("event_uuid", "endpoint_position"), endpoints)
+
+    files = {
+        ("e-a7", f"fichier {n}"): {"order_uuid": "ord-a", "business_time": at(96), "creation_date": at(96),
+                                   "file_url": f"{url}/blob/pvi/RA/1/Public/{name}.pdf"}
+        for n, name in ((1, "a"), (2, "b"))
+    }  # fmt: skip
+    assert_rows(query("select * from main_staging.stg_cri_files"), ("event_uuid", "file_label"), files)
+
+    slots = query(
+        "select event_uuid, appointment_start, appointment_end, is_appointment_date_invalid "
+        "from main_staging.stg_events where event_type = 'order-appointment-agreed'"
+    )
+    assert_rows(
+        slots,
+        "event_uuid",
+        {
+            "e-a4": {"appointment_start": at(48), "appointment_end": at(50), "is_appointment_date_invalid": False},
+            "e-a6": {"appointment_start": at(96), "appointment_end": at(98), "is_appointment_date_invalid": False},
+            "e-d6": {"appointment_start": at(320), "appointment_end": None, "is_appointment_date_invalid": False},
+            # "2:5:00 PM.5" read as 14:05:00.5; "0000-00-00T00:00:00" has no reading
+            "e-g5": {"appointment_start": datetime(2026, 4, 5, 14, 5, 0, 500000), "appointment_end": None,
+                     "is_appointment_date_invalid": True},
+        },
+    )  # fmt: skip

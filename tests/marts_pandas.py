@@ -1,0 +1,536 @@
+"""The marts computed a second, independent way: in pandas, from the API's own events (the
+emulator's ground truth), following the rules written in the models' yml. Not the same SQL run
+twice: a mistake in a model's logic shows up as a difference."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import pandas as pd
+
+from covage_pipeline.emulator import catalogue
+from covage_pipeline.timestamps import is_canonical, parse_loose
+
+STATUS = {
+    "order-submitted": "submitted",
+    "order-acknowledged": "acknowledged",
+    "order-running": "running",
+    "order-requalified": "requalified",
+    "order-rejected": "rejected",
+    "order-completed": "completed",
+    "order-cancelled": "cancelled",
+    "order-dropped": "dropped",
+}
+FINAL = {"completed", "rejected", "cancelled", "dropped"}
+MESSAGE_ONLY = {"order-info", "order-information-from-provider", "order-cri"}
+STAGES = {
+    "submitted_to_acknowledged": ("submitted_at", "acknowledged_at"),
+    "acknowledged_to_running": ("acknowledged_at", "running_at"),
+    "running_to_completed": ("running_at", "completed_at"),
+    "lead_time": ("submitted_at", "completed_at"),
+    "submitted_to_rejected": ("submitted_at", "rejected_at"),
+    "appointment_to_intervention_result": ("appointment_agreed_at", "intervention_result_at"),
+    "saturation_to_desaturation_planned": ("saturated_at", "desaturation_planned_at"),
+    "saturation_to_completed": ("saturated_at", "completed_at"),
+}
+HOUR = pd.Timedelta(hours=1)
+
+
+def events_frame(truth: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(truth)
+    df["created"] = pd.to_datetime(df["creation_date"].map(parse_loose))
+    df["event"] = pd.to_datetime(df["event_date"].map(parse_loose))
+    df["fallback"] = df["event"].isna()
+    df["business"] = df["event"].fillna(df["created"])
+    df["raw_kept"] = df["event_date"].map(lambda v: isinstance(v, str) and not is_canonical(v))
+    df["unknown"] = ~df["type"].isin(catalogue.DOCUMENTED_EVENTS)
+    data = df["data"].map(lambda d: d if isinstance(d, dict) else {})
+    for field in ("kosc_order_ref", "service_uuid", "service_alias", "start_date", "end_date"):
+        df[field] = data.map(lambda d, f=field: d.get(f))
+    for field in ("reject_code", "reject_subcode", "reject_reason", "reject_description", "message"):
+        df[field] = data.map(lambda d, f=field: d.get(f))
+    df["slot_invalid"] = [
+        any(isinstance(v, str) and parse_loose(v) is None for v in (s, e))
+        for s, e in zip(df["start_date"], df["end_date"], strict=True)
+    ]
+    df["ahead"] = df["event"] > df["created"]
+    return df.sort_values(["business", "created", "event_uuid"]).reset_index(drop=True)
+
+
+def _first(g: pd.DataFrame, *types: str):
+    hit = g.loc[g["type"].isin(types), "business"]
+    return hit.min() if len(hit) else None
+
+
+def orders(ev: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for order_uuid, g in ev[ev["object_type"] == "order"].groupby("object_uuid", sort=False):
+        count = g["type"].value_counts()
+        statuses = g[g["type"].isin(list(STATUS))]
+        current = STATUS[statuses["type"].iloc[-1]] if len(statuses) else None
+        since = statuses["business"].iloc[-1] if len(statuses) else None
+        submitted = _first(g, "order-submitted")
+        completed = _first(g, "order-completed")
+        rejected = _first(g, "order-rejected")
+        refs = [r for r in g["kosc_order_ref"] if isinstance(r, str)]
+        pairs = zip(g["type"], g["service_uuid"], strict=True)
+        services = [s for t, s in pairs if t == "order-completed" and isinstance(s, str)]
+        final = current in FINAL
+        rows.append(
+            {
+                "order_uuid": order_uuid,
+                "kosc_order_ref": max(refs) if refs else None,
+                "submitted_at": submitted,
+                "acknowledged_at": _first(g, "order-acknowledged"),
+                "running_at": _first(g, "order-running"),
+                "appointment_agreed_at": _first(g, "order-appointment-agreed"),
+                "appointment_confirmed_at": _first(g, "order-appointment-confirmed"),
+                "completed_at": completed,
+                "rejected_at": rejected,
+                "cancelled_at": _first(g, "order-cancelled"),
+                "dropped_at": _first(g, "order-dropped"),
+                "saturated_at": _first(g, "order-localloop-saturation", "order-network-saturation"),
+                "desaturation_planned_at": _first(
+                    g, "order-localloop-desaturation-planned", "order-network-desaturation-planned"
+                ),
+                "intervention_result_at": _first(
+                    g, "order-on-site-intervention-succeeded", "order-on-site-intervention-failed"
+                ),
+                "last_event_at": g["business"].max(),
+                "current_status": current,
+                "status_since": since,
+                "is_final": final,
+                "outcome": current if final else "open",
+                "was_requalified": completed is not None and rejected is not None and completed >= rejected,
+                "service_uuid": max(services) if services else None,
+                **{
+                    column: int(count.get(type_, 0))
+                    for column, type_ in (
+                        ("appointments_agreed", "order-appointment-agreed"),
+                        ("appointments_confirmed", "order-appointment-confirmed"),
+                        ("appointments_declined", "order-appointment-declined"),
+                        ("appointments_missed", "order-appointment-missed"),
+                        ("appointments_deferred", "order-appointment-deferred"),
+                        ("localloop_saturations", "order-localloop-saturation"),
+                        ("network_saturations", "order-network-saturation"),
+                        ("interventions_succeeded", "order-on-site-intervention-succeeded"),
+                        ("interventions_failed", "order-on-site-intervention-failed"),
+                        ("info_messages", "order-info"),
+                        ("provider_messages", "order-information-from-provider"),
+                        ("intervention_reports", "order-cri"),
+                        ("requalifications", "order-requalified"),
+                        ("submissions", "order-submitted"),
+                    )
+                },
+                "events": len(g),
+                "is_missing_submission": submitted is None,
+                "has_events_before_submission": submitted is not None and bool((g["business"] < submitted).any()),
+                "has_events_after_final": final and bool((g["business"] > since).any()),
+                "has_unknown_events": bool(g["unknown"].any()),
+                "has_unreadable_event_date": bool(g["fallback"].any()),
+                "has_event_date_after_creation": bool(g["ahead"].any()),
+                "has_unreadable_appointment_date": bool(g["slot_invalid"].any()),
+            }
+        )
+    out = pd.DataFrame(rows)
+    for column in out.columns:
+        if column.endswith("_at") or column == "status_since":
+            out[column] = pd.to_datetime(out[column])
+    return out
+
+
+def durations(orders_df: pd.DataFrame) -> pd.DataFrame:
+    out = orders_df[["order_uuid", "kosc_order_ref", "outcome"]].copy()
+    out["submission_month"] = orders_df["submitted_at"].dt.to_period("M").dt.to_timestamp().dt.date
+    out["is_saturated"] = orders_df["saturated_at"].notna()
+    out["is_localloop_saturated"] = orders_df["localloop_saturations"] > 0
+    out["is_network_saturated"] = orders_df["network_saturations"] > 0
+    for stage, (start, end) in STAGES.items():
+        out[f"{stage}_hours"] = (orders_df[end] - orders_df[start]) / HOUR
+    out["lead_time_days"] = out["lead_time_hours"] / 24
+    return out
+
+
+def _by_period(df: pd.DataFrame, compute) -> list[dict]:
+    """compute(group) -> dict, for each month of submission and overall."""
+    df = df[df["submission_month"].notna()]
+    rows = [{"period": "month", "submission_month": m, **compute(g)} for m, g in df.groupby("submission_month")]
+    rows.append({"period": "overall", "submission_month": None, **compute(df)})
+    return rows
+
+
+def _q(values: pd.Series, q: float):
+    values = values.dropna()
+    return float(values.quantile(q)) if len(values) else None
+
+
+def lifecycle_stats(dur: pd.DataFrame) -> list[dict]:
+    rows = []
+    for stage in STAGES:
+        column = f"{stage}_hours"
+        part = dur[dur[column].notna() & dur["submission_month"].notna()]
+        for row in _by_period(part, lambda g, c=column: {
+            "orders": len(g), "mean_hours": float(g[c].mean()) if len(g) else None, "median_hours": _q(g[c], 0.5),
+            "p90_hours": _q(g[c], 0.9), "p95_hours": _q(g[c], 0.95),
+        }):  # fmt: skip
+            if row["orders"]:
+                rows.append({**row, "stage": stage})
+    return rows
+
+
+def delivery_stats(dur: pd.DataFrame) -> list[dict]:
+    def compute(g):
+        out = {
+            "orders_submitted": len(g),
+            "orders_completed": int(g["lead_time_days"].notna().sum()),
+            "median_lead_time_days": _q(g["lead_time_days"], 0.5),
+            "p90_lead_time_days": _q(g["lead_time_days"], 0.9),
+        }
+        for days in (7, 14, 30):
+            within = int((g["lead_time_days"] <= days).sum())
+            out[f"completed_within_{days}_days"] = within
+            out[f"share_completed_within_{days}_days"] = within / len(g)
+        return out
+
+    return _by_period(dur, compute)
+
+
+def _with_month(orders_df: pd.DataFrame) -> pd.DataFrame:
+    df = orders_df[orders_df["submitted_at"].notna()].copy()
+    df["submission_month"] = df["submitted_at"].dt.to_period("M").dt.to_timestamp().dt.date
+    return df
+
+
+def rejection_stats(orders_df: pd.DataFrame) -> list[dict]:
+    df = _with_month(orders_df)
+    df["hours_to_rejection"] = (df["rejected_at"] - df["submitted_at"]) / HOUR
+
+    def compute(g):
+        rejected = int((g["outcome"] == "rejected").sum())
+        finished = int(g["is_final"].sum())
+        return {
+            "orders_submitted": len(g),
+            "orders_finished": finished,
+            "orders_rejected": rejected,
+            "orders_ever_rejected": int(g["rejected_at"].notna().sum()),
+            "orders_requalified": int(g["was_requalified"].sum()),
+            "rejection_rate": rejected / len(g),
+            "rejection_rate_of_finished": rejected / finished if finished else None,
+            "median_hours_to_rejection": _q(g["hours_to_rejection"], 0.5),
+            "p90_hours_to_rejection": _q(g["hours_to_rejection"], 0.9),
+        }
+
+    return _by_period(df, compute)
+
+
+def rejection_reasons(ev: pd.DataFrame, orders_df: pd.DataFrame) -> list[dict]:
+    rej = ev[ev["type"] == "order-rejected"].merge(
+        orders_df[["order_uuid", "submitted_at"]], left_on="object_uuid", right_on="order_uuid", how="left"
+    )
+    rej["hours"] = (rej["business"] - rej["submitted_at"]) / HOUR
+    keys = ["reject_code", "reject_subcode", "reject_reason"]
+    total = len(rej)
+    groups = []
+    for key, g in rej.groupby(keys, dropna=False):
+        key = tuple(None if isinstance(k, float) else k for k in key)
+        groups.append((key, len(g), _q(g["hours"], 0.5)))
+    # rank: count desc, then code, subcode, reason ascending with nulls last
+    groups.sort(key=lambda x: (-x[1], *[(k is None, k or "") for k in x[0]]))
+    by_code: dict = {}
+    for key, n, _ in groups:
+        by_code[key[0]] = by_code.get(key[0], 0) + n
+    code_order = sorted(by_code, key=lambda c: (-by_code[c], c is None, c or ""))
+    rows, cumulative = [], 0
+    for rank, (key, n, median) in enumerate(groups, start=1):
+        cumulative += n
+        rows.append(
+            {
+                "pareto_rank": rank,
+                **dict(zip(keys, key, strict=True)),
+                "rejections": n,
+                "share_of_rejections": n / total,
+                "cumulative_share": cumulative / total,
+                "median_hours_to_rejection": median,
+                "code_rejections": by_code[key[0]],
+                "code_share": by_code[key[0]] / total,
+                "code_rank": code_order.index(key[0]) + 1,
+            }
+        )
+    return rows
+
+
+def saturation_stats(dur: pd.DataFrame) -> list[dict]:
+    def compute(g):
+        n = len(g)
+        sat = g[g["is_saturated"]]
+        unsat = g[~g["is_saturated"]]
+        planned = int(g["saturation_to_desaturation_planned_hours"].notna().sum())
+        med_sat, med_unsat = _q(sat["lead_time_hours"], 0.5), _q(unsat["lead_time_hours"], 0.5)
+        cost = med_sat - med_unsat if med_sat is not None and med_unsat is not None else None
+        return {
+            "orders_submitted": n,
+            "orders_localloop_saturated": int(g["is_localloop_saturated"].sum()),
+            "orders_network_saturated": int(g["is_network_saturated"].sum()),
+            "orders_saturated": len(sat),
+            "share_localloop_saturated": g["is_localloop_saturated"].sum() / n,
+            "share_network_saturated": g["is_network_saturated"].sum() / n,
+            "share_saturated": len(sat) / n,
+            "orders_desaturation_planned": planned,
+            "share_desaturation_planned": planned / len(sat) if len(sat) else None,
+            "median_hours_to_desaturation_planned": _q(g["saturation_to_desaturation_planned_hours"], 0.5),
+            "saturated_completed": int(sat["lead_time_hours"].notna().sum()),
+            "unsaturated_completed": int(unsat["lead_time_hours"].notna().sum()),
+            "median_lead_time_saturated_hours": med_sat,
+            "median_lead_time_unsaturated_hours": med_unsat,
+            "saturation_cost_hours": cost,
+            "saturation_cost_days": cost / 24 if cost is not None else None,
+        }
+
+    return _by_period(dur, compute)
+
+
+def appointment_stats(orders_df: pd.DataFrame) -> list[dict]:
+    df = _with_month(orders_df)
+
+    def compute(g):
+        agreed = int(g["appointments_agreed"].sum())
+        ok, ko = int(g["interventions_succeeded"].sum()), int(g["interventions_failed"].sum())
+        done = g[g["outcome"] == "completed"]
+        out = {
+            "appointments_agreed": agreed,
+            "interventions_succeeded": ok,
+            "interventions_failed": ko,
+            "intervention_success_rate": ok / (ok + ko) if ok + ko else None,
+            "orders_completed": len(done),
+            "appointments_per_completed_order": done["appointments_agreed"].sum() / len(done) if len(done) else None,
+        }
+        for kind in ("confirmed", "missed", "declined", "deferred"):
+            n = int(g[f"appointments_{kind}"].sum())
+            out[f"appointments_{kind}"] = n
+            if kind != "confirmed":
+                out[f"{kind}_rate"] = n / agreed if agreed else None
+        return out
+
+    return _by_period(df, compute)
+
+
+def services(ev: pd.DataFrame) -> pd.DataFrame:
+    done = ev[(ev["type"] == "order-completed") & ev["service_uuid"].notna()]
+    rows = {}
+    for svc, g in done.groupby("service_uuid", sort=False):  # ev is sorted: the first row is the first completion
+        rows[svc] = {
+            "service_uuid": svc,
+            "service_alias": g["service_alias"].iloc[0],
+            "created_by_order_uuid": g["object_uuid"].iloc[0],
+            "created_at": g["business"].iloc[0],
+            "ended_by_order_uuid": g["object_uuid"].iloc[-1] if len(g) > 1 else None,
+        }
+    for svc, g in ev[ev["object_type"] == "service"].groupby("object_uuid", sort=False):
+        row = rows.setdefault(
+            svc,
+            {
+                "service_uuid": svc,
+                "service_alias": None,
+                "created_by_order_uuid": None,
+                "created_at": None,
+                "ended_by_order_uuid": None,
+            },
+        )
+        modified = g[g["type"].isin(["service-modified", "service-updated"])]
+        row.update(
+            activated_at=_first(g, "service-activated"),
+            terminated_at=_first(g, "service-terminated"),
+            slammed_at=_first(g, "service-slammed"),
+            last_modified_at=modified["business"].max() if len(modified) else None,
+            modifications=len(modified),
+            info_messages=int((g["type"] == "service-info").sum()),
+            has_unknown_events=bool(g["unknown"].any()),
+            events=len(g),
+        )
+    out = []
+    for row in rows.values():
+        t, s, a = row.get("terminated_at"), row.get("slammed_at"), row.get("activated_at")
+        ended = min(x for x in (t, s) if x is not None) if (t is not None or s is not None) else None
+        status = (
+            "slammed"
+            if s is not None and (t is None or s < t)
+            else "terminated"
+            if t is not None
+            else "active"
+            if a is not None
+            else "pending"
+        )
+        base = {"activated_at": None, "terminated_at": None, "slammed_at": None, "last_modified_at": None}
+        base.update({"modifications": 0, "info_messages": 0, "has_unknown_events": False, "events": 0})
+        out.append({**base, **row, "ended_at": ended, "status": status})
+    return pd.DataFrame(out)
+
+
+def service_base_monthly(services_df: pd.DataFrame, ev: pd.DataFrame) -> list[dict]:
+    live = services_df[services_df["activated_at"].notna()]
+    first = pd.Timestamp(live["activated_at"].min()).to_period("M").to_timestamp()
+    last = pd.Timestamp(ev["business"].max()).to_period("M").to_timestamp()
+    rows = []
+    for start in pd.date_range(first, last, freq="MS"):
+        end = start + pd.DateOffset(months=1)
+        act, ended = live["activated_at"], live["ended_at"]
+
+        def active(at, act=act, ended=ended):
+            return int(((act < at) & (ended.isna() | (ended >= at))).sum())
+
+        in_month = (ended >= start) & (ended < end)
+        at_start = active(start)
+        terminations = int((in_month & (live["status"] == "terminated")).sum())
+        slams = int((in_month & (live["status"] == "slammed")).sum())
+        rows.append(
+            {
+                "month_start": start.date(),
+                "active_at_month_start": at_start,
+                "activations": int(((act >= start) & (act < end)).sum()),
+                "terminations": terminations,
+                "slams": slams,
+                "active_at_month_end": active(end),
+                "churn_rate": (terminations + slams) / at_start if at_start else None,
+            }
+        )
+    return rows
+
+
+def _lifecycle_steps(ev: pd.DataFrame) -> pd.DataFrame:
+    keep = (ev["object_type"] == "order") & ~ev["unknown"] & ~ev["type"].isin(MESSAGE_ONLY)
+    return ev[keep]
+
+
+def backlog(ev: pd.DataFrame, orders_df: pd.DataFrame, stuck_after_days: float = 14) -> pd.DataFrame:
+    as_of = ev["created"].max()
+    last_step = _lifecycle_steps(ev).groupby("object_uuid").tail(1).set_index("object_uuid")
+    df = orders_df[orders_df["outcome"] == "open"].copy()
+    df["current_stage"] = df["order_uuid"].map(last_step["type"]).str.replace("order-", "", regex=False)
+    df["stage_since"] = df["order_uuid"].map(last_step["business"])
+    df["as_of"] = as_of
+    df["age_days"] = (as_of - df["submitted_at"]) / pd.Timedelta(days=1)
+    df["days_since_last_event"] = (as_of - df["last_event_at"]) / pd.Timedelta(days=1)
+    df["is_stuck"] = df["days_since_last_event"] > stuck_after_days
+    columns = ["order_uuid", "kosc_order_ref", "current_status", "current_stage", "stage_since", "submitted_at"]
+    return df[[*columns, "last_event_at", "as_of", "age_days", "days_since_last_event", "is_stuck"]]
+
+
+def order_variants(ev: pd.DataFrame, orders_df: pd.DataFrame) -> pd.DataFrame:
+    steps = _lifecycle_steps(ev).copy()
+    steps["step"] = steps["type"].str.replace("order-", "", regex=False)
+    rows = []
+    for order_uuid, g in steps.groupby("object_uuid", sort=False):
+        counts = g["step"].value_counts()
+        repeated = sorted(f"{s} x{n}" for s, n in counts.items() if n > 1)
+        rows.append(
+            {
+                "order_uuid": order_uuid,
+                "variant": " > ".join(g["step"]),
+                "steps": len(g),
+                "repeated_steps": ", ".join(repeated) if repeated else None,
+                "has_rework": bool(repeated),
+            }
+        )
+    df = pd.DataFrame(rows).merge(orders_df, on="order_uuid")
+    df["lead_time_hours"] = (df["completed_at"] - df["submitted_at"]) / HOUR
+    df["was_resubmitted"] = df["submissions"] > 1
+    df["had_several_appointments"] = df["appointments_agreed"] > 1
+    columns = ["order_uuid", "variant", "steps", "outcome", "lead_time_hours", "repeated_steps", "has_rework"]
+    return df[[*columns, "was_resubmitted", "had_several_appointments"]]
+
+
+def process_variants(variants_df: pd.DataFrame) -> list[dict]:
+    total = len(variants_df)
+    rows = []
+    for variant, g in variants_df.groupby("variant"):
+        median = _q(g["lead_time_hours"], 0.5)
+        rows.append(
+            {
+                "variant": variant,
+                "steps": int(g["steps"].max()),
+                "orders": len(g),
+                "share_of_orders": len(g) / total,
+                "orders_completed": int((g["outcome"] == "completed").sum()),
+                "orders_with_rework": int(g["has_rework"].sum()),
+                "median_lead_time_hours": median,
+                "median_lead_time_days": median / 24 if median is not None else None,
+                "example_order_uuid": g["order_uuid"].min(),
+            }
+        )
+    # rank by orders, then the variant's text in byte order (DuckDB's default collation)
+    rows.sort(key=lambda r: (-r["orders"], r["variant"].encode()))
+    cumulative = 0
+    for rank, row in enumerate(rows, start=1):
+        cumulative += row["orders"]
+        row.update(variant_rank=rank, cumulative_share=cumulative / total)
+    return rows
+
+
+def data_quality_issues(ev: pd.DataFrame, orders_df: pd.DataFrame) -> set[tuple[str, str]]:
+    o = orders_df.set_index("order_uuid")
+    is_order = ev["object_type"] == "order"
+    submitted = ev["object_uuid"].map(o["submitted_at"]).where(is_order)
+    since = ev["object_uuid"].map(o["status_since"]).where(is_order)
+    final = ev["object_uuid"].map(o["is_final"]).where(is_order).fillna(False).astype(bool)
+    rules = {
+        "unknown_event_type": ev["unknown"],
+        "unreadable_event_date": ev["fallback"],
+        "malformed_event_date": ev["raw_kept"] & ~ev["fallback"],
+        "unreadable_appointment_date": ev["slot_invalid"],
+        "event_date_after_creation": ev["ahead"].fillna(False).astype(bool),
+        "before_submission": (ev["business"] < submitted).fillna(False),
+        "after_final_state": final & (ev["business"] > since).fillna(False),
+    }
+    return {(issue, uuid) for issue, mask in rules.items() for uuid in ev.loc[mask.astype(bool), "event_uuid"]}
+
+
+def provider_lateness(ev: pd.DataFrame) -> list[dict]:
+    df = ev[ev["event"].notna()].copy()
+    df["lateness"] = (df["created"] - df["event"]) / HOUR
+
+    def compute(g):
+        x = g["lateness"]
+        return {
+            "events": len(g),
+            "mean_lateness_hours": float(x.mean()),
+            "median_lateness_hours": _q(x, 0.5),
+            "p90_lateness_hours": _q(x, 0.9),
+            "p99_lateness_hours": _q(x, 0.99),
+            "max_lateness_hours": float(x.max()),
+            "share_later_than_1_hour": float((x > 1).mean()),
+            "share_later_than_1_day": float((x > 24).mean()),
+        }
+
+    rows = [{"grain": "event_type", "event_type": t, **compute(g)} for t, g in df.groupby("type")]
+    return [*rows, {"grain": "overall", "event_type": None, **compute(df)}]
+
+
+def endpoints(ev: pd.DataFrame) -> set[tuple]:
+    out = set()
+    for row in ev[ev["type"] == "order-completed"].itertuples():
+        for n, ep in enumerate((row.data or {}).get("endpoints") or []):
+            out.add((row.event_uuid, n, ep.get("endpoint_uuid"), ep.get("type"), ep.get("reference")))
+    return out
+
+
+def cri_files(ev: pd.DataFrame) -> set[tuple]:
+    out = set()
+    for row in ev[ev["type"] == catalogue.CRI_EVENT_TYPE].itertuples():
+        for label, url in (row.data or {}).items():
+            parts = urlsplit(url)
+            out.add((row.event_uuid, row.object_uuid, label, urlunsplit(parts._replace(query="", fragment=""))))
+    return out
+
+
+def normalise(value):
+    """One spelling for missing values and timestamps on both sides of a comparison."""
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

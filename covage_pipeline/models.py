@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from .settings import Settings
 
@@ -27,14 +28,36 @@ class BuildResult:
         return {node: status for node, status in self.statuses.items() if status in ("error", "fail", "runtime error")}
 
 
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """The variables sql/profiles.yml reads: the warehouse, its schemas and connection.
+
+    The password goes in a `DBT_ENV_SECRET_` variable, which dbt scrubs from its logs.
+    """
+    env = {
+        "COVAGE_DUCKDB_PATH": str(settings.duckdb_path.resolve()),
+        "COVAGE_DATASET": settings.dataset,
+        "COVAGE_DBT_SCHEMA": settings.dbt_schema,
+        "DO_NOT_TRACK": os.environ.get("DO_NOT_TRACK", "1"),
+    }
+    if settings.destination == "postgres":
+        url = urlsplit(settings.resolved_postgres_url())
+        env.update(
+            COVAGE_PG_HOST=url.hostname or "127.0.0.1",
+            COVAGE_PG_PORT=str(url.port or 5432),
+            COVAGE_PG_USER=unquote(url.username or "postgres"),
+            COVAGE_PG_DATABASE=url.path.lstrip("/") or "postgres",
+            DBT_ENV_SECRET_COVAGE_PG_PASSWORD=unquote(url.password or ""),
+        )
+    return env
+
+
 def dbt(settings: Settings, *args: str) -> BuildResult:
-    """`dbt <args>` on the warehouse the settings describe."""
+    """`dbt <args>` on the warehouse the settings describe (target = the destination)."""
     from dbt.cli.main import dbtRunner
 
-    os.environ["COVAGE_DUCKDB_PATH"] = str(settings.duckdb_path.resolve())
-    os.environ["COVAGE_DATASET"] = settings.dataset
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    result = dbtRunner().invoke([*args, "--project-dir", str(SQL_DIR), "--profiles-dir", str(SQL_DIR)])
+    os.environ.update(dbt_env(settings))
+    target = ["--target", settings.destination]
+    result = dbtRunner().invoke([*args, *target, "--project-dir", str(SQL_DIR), "--profiles-dir", str(SQL_DIR)])
     statuses = {}
     for node in getattr(result.result, "results", None) or []:
         statuses[node.node.unique_id] = str(node.status)

@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import dlt
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from .client import CovageAPIError
@@ -64,12 +64,19 @@ def make_pipeline(settings: Settings) -> dlt.Pipeline:
     # column: it costs next to nothing.
     dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
     # DuckDB's default (80% of RAM) lets its cache grow with the table; a loader needs little
-    credentials = DuckDbCredentials(
-        str(settings.duckdb_path), global_config={"memory_limit": settings.duckdb_memory_limit}
-    )
+    if settings.destination == "postgres":
+        credentials = PostgresCredentials(settings.resolved_postgres_url())
+        if credentials.password is None:  # trust or peer authentication: dlt requires the field
+            credentials.password = ""
+        destination = dlt.destinations.postgres(credentials=credentials)
+    else:
+        credentials = DuckDbCredentials(
+            str(settings.duckdb_path), global_config={"memory_limit": settings.duckdb_memory_limit}
+        )
+        destination = dlt.destinations.duckdb(credentials)
     return dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
-        destination=dlt.destinations.duckdb(credentials),
+        destination=destination,
         dataset_name=settings.dataset,
         pipelines_dir=str(settings.pipelines_dir),
     )
@@ -170,7 +177,7 @@ def ingest(
         chunks=chunks,
         seconds=time.monotonic() - started,
         cursor=resource_state(pipeline).get("cursor"),
-        warehouse=str(settings.duckdb_path),
+        warehouse=settings.warehouse_name,
         events_in_table=_count_events(pipeline),
     )
 
@@ -187,12 +194,14 @@ def _finish_crashed_run(pipeline: dlt.Pipeline, settings: Settings) -> None:
         pipeline.run()  # no data: normalizes and loads the pending packages only
     except PipelineStepFailed as exc:
         raise IngestError(_failure_message(exc, resource_state(pipeline).get("cursor"), settings)) from None
+    # the engine's physical row id tells the copies apart (a replayed job wrote identical rows)
+    row_id = "ctid" if settings.destination == "postgres" else "rowid"
     with pipeline.sql_client() as sql:
         table = sql.make_qualified_table_name("events")
-        # DuckDB's rowid tells the copies apart (a replayed job wrote identical rows)
         sql.execute_sql(
-            f"delete from {table} where rowid in (select rowid from (select rowid, row_number() over "
-            f"(partition by event_uuid order by modification_date desc) as n_copy from {table}) where n_copy > 1)"
+            f"delete from {table} where {row_id} in (select {row_id} from (select {row_id}, row_number() over "
+            f"(partition by event_uuid order by modification_date desc) as n_copy from {table}) copies "
+            "where n_copy > 1)"
         )
 
 
@@ -206,10 +215,10 @@ def _failure_message(exc: PipelineStepFailed, cursor: dict | None, settings: Set
     if cursor:
         kept = (
             f"Everything up to the last committed cursor (creation_date {cursor['creation_date']}, "
-            f"sort_value {cursor['sort_value']}) is safely in {Path(settings.duckdb_path)}."
+            f"sort_value {cursor['sort_value']}) is safely in {settings.warehouse_name}."
         )
     else:
-        kept = f"Nothing was committed yet to {Path(settings.duckdb_path)}."
+        kept = f"Nothing was committed yet to {settings.warehouse_name}."
     return (
         f"Ingestion stopped at step '{exc.step}': {type(cause).__name__}: {cause}\n{kept} "
         "Run `covage ingest` again to resume (it re-reads the lookback window; nothing is duplicated)."

@@ -34,8 +34,12 @@ _ENV = {
     "max_item_bytes": "COVAGE_MAX_ITEM_BYTES",
     "dataset": "COVAGE_DATASET",
     "duckdb_memory_limit": "COVAGE_DUCKDB_MEMORY_LIMIT",
+    "destination": "COVAGE_DESTINATION",
+    "postgres_url": "COVAGE_POSTGRES_URL",
+    "models_schema": "COVAGE_MODELS_SCHEMA",
 }
-_SECRETS = {"api_token"}
+_SECRETS = {"api_token", "postgres_url"}
+DESTINATIONS = ("duckdb", "postgres")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,10 @@ class Settings:
     chunk_pages: int = 250  # pages per committed load: a crash loses at most this much work
     max_item_bytes: int = 1_000_000  # larger items are quarantined, not loaded
     duckdb_memory_limit: str = "128MB"  # the loader's DuckDB connections; DuckDB spills past it
+    destination: str = "duckdb"  # the warehouse: duckdb (a file under data_dir) or postgres
+    # postgresql://user:password@host:port/database; None: dlt's destination.postgres.credentials
+    postgres_url: str | None = field(default=None, repr=False)
+    models_schema: str | None = None  # dbt's schema prefix: None = main (DuckDB), covage (PostgreSQL)
     request_timeout: float | None = None  # None: dlt's [runtime] request_timeout
     max_attempts: int | None = None  # None: dlt's [runtime] request_max_attempts
     backoff_factor: float | None = None
@@ -68,6 +76,22 @@ class Settings:
     def pipelines_dir(self) -> Path:
         return self.data_dir / "dlt_pipelines"
 
+    @property
+    def dbt_schema(self) -> str:
+        """dbt's target schema: models land in `<it>_staging` and `<it>_marts`."""
+        return self.models_schema or ("main" if self.destination == "duckdb" else "covage")
+
+    @property
+    def marts_schema(self) -> str:
+        return f"{self.dbt_schema}_marts"
+
+    @property
+    def warehouse_name(self) -> str:
+        """Where the data is, for messages: never the credentials."""
+        if self.destination == "duckdb":
+            return str(self.duckdb_path)
+        return f"{self.destination} schema {self.dataset}"
+
     def check(self) -> Settings:
         if self.auth_type not in ("bearer", "basic", "header"):
             raise ValueError(f"COVAGE_API_AUTH must be bearer, basic or header, not {self.auth_type!r}")
@@ -77,7 +101,26 @@ class Settings:
             raise ValueError(f"page size must be from 1 to {self.max_page_size}, not {self.page_size}")
         if self.lookback_s < 0:
             raise ValueError("the lookback cannot be negative")
+        if self.destination not in DESTINATIONS:
+            raise ValueError(f"COVAGE_DESTINATION must be one of {', '.join(DESTINATIONS)}, not {self.destination!r}")
         return self
+
+    def resolved_postgres_url(self) -> str:
+        """The PostgreSQL URL from the settings, else from dlt's own destination credentials."""
+        if self.postgres_url:
+            return self.postgres_url
+        import dlt
+
+        try:
+            url = dlt.secrets.get("destination.postgres.credentials")
+        except Exception:
+            url = None
+        if not isinstance(url, str) or not url:
+            raise ValueError(
+                "COVAGE_DESTINATION=postgres needs a connection: set COVAGE_POSTGRES_URL "
+                "(postgresql://user:password@host:5432/database) or DESTINATION__POSTGRES__CREDENTIALS"
+            )
+        return url
 
 
 def _from_dlt(name: str) -> Any:

@@ -92,3 +92,17 @@
         from (select regexp_match({{ text }}, '{{ pattern }}') as parts) matched
     )
 {%- endmacro %}
+
+{#- Text in byte order, whatever the database's collation: rankings that break ties by text come
+    out the same on every engine (DuckDB compares bytes by default). -#}
+{% macro text_order(column) -%}
+    {{ return(adapter.dispatch('text_order', 'covage')(column)) }}
+{%- endmacro %}
+
+{% macro default__text_order(column) -%}
+    {{ column }}
+{%- endmacro %}
+
+{% macro postgres__text_order(column) -%}
+    {{ column }} collate "C"
+{%- endmacro %}

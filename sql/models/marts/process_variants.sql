@@ -25,12 +25,12 @@ variants as (
 )
 
 select
-    row_number() over (order by orders desc, variant) as variant_rank,
+    row_number() over (order by orders desc, {{ text_order('variant') }}) as variant_rank,
     variant,
     steps,
     orders,
     1.0 * orders / sum(orders) over () as share_of_orders,
-    1.0 * sum(orders) over (order by orders desc, variant) / sum(orders) over () as cumulative_share,
+    1.0 * sum(orders) over (order by orders desc, {{ text_order('variant') }}) / sum(orders) over () as cumulative_share,
     orders_completed,
     orders_with_rework,
     median_lead_time_hours,

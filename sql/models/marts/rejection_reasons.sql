@@ -35,7 +35,8 @@ ranked as (
     select
         *,
         row_number() over (
-            order by rejections desc, reject_code nulls last, reject_subcode nulls last, reject_reason nulls last
+            order by rejections desc, {{ text_order('reject_code') }} nulls last,
+                {{ text_order('reject_subcode') }} nulls last, {{ text_order('reject_reason') }} nulls last
         ) as pareto_rank,
         cast(sum(rejections) over (partition by reject_code) as bigint) as code_rejections,
         sum(rejections) over () as all_rejections
@@ -54,5 +55,5 @@ select
     median_hours_to_rejection,
     code_rejections,
     1.0 * code_rejections / all_rejections as code_share,
-    dense_rank() over (order by code_rejections desc, reject_code nulls last) as code_rank
+    dense_rank() over (order by code_rejections desc, {{ text_order('reject_code') }} nulls last) as code_rank
 from ranked

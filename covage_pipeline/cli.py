@@ -300,7 +300,7 @@ def build_command(
     from .models import build
 
     settings = _settings()
-    if not settings.duckdb_path.exists():
+    if settings.destination == "duckdb" and not settings.duckdb_path.exists():
         console.print(f"[red]No warehouse at {settings.duckdb_path}: run `covage ingest` first.[/]")
         raise typer.Exit(1)
     result = build(settings, select)
@@ -313,6 +313,42 @@ def build_command(
             console.print(f"[red]{status}: {node}[/]")
         console.print(f"[red]{result.error}[/]")
         raise typer.Exit(1)
+
+
+def print_headlines(settings) -> None:
+    from rich.table import Table
+
+    from .headlines import headline_figures
+
+    table = Table(title=f"Headline figures ({settings.warehouse_name})", show_lines=False)
+    table.add_column("", style="bold")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    previous = None
+    for figure in headline_figures(settings):
+        table.add_row(figure.section if figure.section != previous else "", figure.label, figure.value)
+        previous = figure.section
+    console.print(table)
+    console.print(
+        f"Every figure comes from a mart in schema {settings.marts_schema}: e.g. "
+        f"`select * from {settings.marts_schema}.delivery_stats`. Monthly detail: lifecycle_stats, "
+        "rejection_stats, saturation_stats, appointment_stats, service_base_monthly."
+    )
+
+
+@app.command("headlines")
+def headlines_command() -> None:
+    """Print the headline figures of the marts (lead times, rejections, saturation, backlog...).
+
+    Run `covage build` first: the figures are read from the marts it builds.
+    """
+    settings = _settings()
+    try:
+        print_headlines(settings)
+    except Exception as exc:  # no marts yet, most often
+        console.print(f"[red]Could not read the marts: {type(exc).__name__}: {exc}[/]")
+        console.print("Build them first: `covage ingest` then `covage build`.")
+        raise typer.Exit(1) from None
 
 
 events_app = typer.Typer(help="Single events, straight from the API.", no_args_is_help=True)
@@ -513,6 +549,11 @@ def demo(
     if not result.success:
         console.print(f"[red]{result.error}[/]")
         raise typer.Exit(1)
+    print_headlines(settings)
+    console.print(
+        f"Demo warehouse: {settings.duckdb_path}. Explore it: "
+        f"`duckdb {settings.duckdb_path}` or `COVAGE_DATA_DIR={settings.data_dir} covage headlines`."
+    )
 
 
 def main() -> None:

@@ -130,3 +130,8 @@ def test_demo_serves_ingests_and_summarises(tmp_path):
     assert "incremental run" in result.stdout
     assert "dbt build:" in result.stdout and "passed" in result.stdout
     assert (tmp_path / "demo" / "covage.duckdb").exists()
+    # ends with the headline figures, read from the marts just built
+    assert "Headline figures" in result.stdout
+    for label in ("median lead time", "rejection rate", "saturated", "missed rate", "open orders / stuck"):
+        assert label in result.stdout, label
+    assert "n/a" not in result.stdout.split("Headline figures")[1].split("Delivery")[0]

@@ -82,3 +82,23 @@ def test_staging_knows_the_same_event_types_as_the_catalogue():
     sql = (SQL_DIR / "models" / "staging" / "stg_events.sql").read_text()
     listed = sql.split("type not in (", 1)[1].split(") as is_unknown_type", 1)[0]
     assert set(re.findall(r"'([a-z-]+)'", listed)) == catalogue.DOCUMENTED_EVENTS
+
+
+def test_every_model_and_column_is_documented(warehouse):
+    """dbt docs generate: each model and each column the warehouse has carries a description."""
+    import json
+
+    from covage_pipeline.models import SQL_DIR
+
+    _, settings = warehouse
+    assert build(settings).success
+    assert dbt(settings, "docs", "generate").success
+    manifest = json.loads((SQL_DIR / "target" / "manifest.json").read_text())
+    catalog = json.loads((SQL_DIR / "target" / "catalog.json").read_text())
+    models = {k: v for k, v in manifest["nodes"].items() if v["resource_type"] == "model"}
+    assert len(models) >= 18
+    for unique_id, node in models.items():
+        assert node["description"].strip(), f"{unique_id} has no description"
+        documented = {name for name, col in node["columns"].items() if col["description"].strip()}
+        actual = set(catalog["nodes"][unique_id]["columns"])
+        assert actual <= documented, f"{unique_id}: undocumented columns {sorted(actual - documented)}"

@@ -33,6 +33,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/emulator_throughput.py
 	$(BIN)/python benchmarks/ingest_throughput.py
+	$(BIN)/python benchmarks/dbt_build.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -313,6 +313,11 @@ def build_command(
             console.print(f"[red]{status}: {node}[/]")
         console.print(f"[red]{result.error}[/]")
         raise typer.Exit(1)
+    if settings.destination == "duckdb" and not select:
+        from .publish import analysts_path, publish_marts
+
+        marts = publish_marts(settings)
+        console.print(f"Analysts' copy: {len(marts)} marts in {analysts_path(settings)} (`covage sql` reads it).")
 
 
 def print_headlines(settings) -> None:
@@ -349,6 +354,63 @@ def headlines_command() -> None:
         console.print(f"[red]Could not read the marts: {type(exc).__name__}: {exc}[/]")
         console.print("Build them first: `covage ingest` then `covage build`.")
         raise typer.Exit(1) from None
+
+
+@app.command("sql")
+def sql_command(
+    query: Annotated[
+        str | None, typer.Argument(help="One SQL statement to run; without it, an interactive shell.")
+    ] = None,
+    max_rows: Annotated[int, typer.Option(help="Rows shown at most.")] = 50,
+) -> None:
+    """SQL on the analysts' copy of the marts (read-only; tables in schema `marts`).
+
+    The copy is replaced after each successful build, so a query never waits on the pipeline
+    and never blocks it. Examples: covage sql "select * from marts.delivery_stats";
+    covage sql (then `.tables`, any SQL ending with `;`, `.quit`).
+    """
+    import duckdb
+
+    from .publish import analysts_path
+
+    path = analysts_path(_settings())
+    if not path.exists():
+        console.print(f"[red]No analysts' copy at {path}: run `covage build` (or the Dagster job) first.[/]")
+        raise typer.Exit(1)
+    con = duckdb.connect(str(path), read_only=True)
+    con.execute("use marts")
+
+    def run(statement: str) -> bool:
+        try:
+            relation = con.sql(statement)
+        except duckdb.Error as exc:
+            console.print(f"[red]{exc}[/]")
+            return False
+        if relation is not None:
+            print(relation.limit(max_rows) if max_rows else relation)
+        return True
+
+    if query is not None:
+        ok = run(query)
+        con.close()
+        raise typer.Exit(0 if ok else 1)
+    console.print(f"Marts of {path} (read-only). `.tables` lists them; end statements with `;`; `.quit` leaves.")
+    buffer: list[str] = []
+    while True:
+        try:
+            line = input("covage> " if not buffer else "   ...> ")
+        except EOFError:
+            break
+        if not buffer and line.strip() in (".quit", ".exit"):
+            break
+        if not buffer and line.strip() == ".tables":
+            run("select table_name from information_schema.tables where table_schema = 'marts' order by 1")
+            continue
+        buffer.append(line)
+        if line.rstrip().endswith(";"):
+            run("\n".join(buffer))
+            buffer = []
+    con.close()
 
 
 events_app = typer.Typer(help="Single events, straight from the API.", no_args_is_help=True)

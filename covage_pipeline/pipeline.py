@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import dlt
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
@@ -21,6 +22,9 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from .client import CovageAPIError
 from .settings import Settings
 from .source import RunStats, covage_source, start_instant
+
+if TYPE_CHECKING:
+    from dlt.sources import DltSource
 
 PIPELINE_NAME = "covage"
 
@@ -117,8 +121,15 @@ def ingest(
     object_uuid: str | None = None,
     on_page: Callable[[RunStats], None] | None = None,
     pipeline: dlt.Pipeline | None = None,
+    run_chunk: Callable[[dlt.Pipeline, DltSource, str | None], object] | None = None,
 ) -> IngestSummary:
-    """Brings the warehouse up to date with the API; returns what happened."""
+    """Brings the warehouse up to date with the API; returns what happened.
+
+    `run_chunk(pipeline, source, refresh)` loads one chunk; default `pipeline.run`. Dagster passes
+    its `DagsterDltResource.run`, which drops the local state first and restores it from the
+    destination: the cursor lives in the destination's state, so each chunk resumes correctly.
+    """
+    run_chunk = run_chunk or _run_chunk
     pipeline = pipeline or make_pipeline(settings)
     if full_refresh:
         pipeline.drop()  # local state only; the tables and their state go with refresh below
@@ -165,7 +176,7 @@ def ingest(
             append_only=append_only,
         )
         try:
-            pipeline.run(source, refresh="drop_sources" if full_refresh and chunks == 0 else None)
+            run_chunk(pipeline, source, "drop_sources" if full_refresh and chunks == 0 else None)
         except PipelineStepFailed as exc:
             raise IngestError(_failure_message(exc, committed, settings)) from None
         chunks += 1
@@ -180,6 +191,10 @@ def ingest(
         warehouse=settings.warehouse_name,
         events_in_table=_count_events(pipeline),
     )
+
+
+def _run_chunk(pipeline: dlt.Pipeline, source: DltSource, refresh: str | None) -> object:
+    return pipeline.run(source, refresh=refresh)
 
 
 def _finish_crashed_run(pipeline: dlt.Pipeline, settings: Settings) -> None:

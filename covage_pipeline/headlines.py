@@ -17,7 +17,8 @@ class Figure:
     value: str
 
 
-def _rows(settings: Settings, sql: str) -> list[dict]:
+def query_rows(settings: Settings, sql: str) -> list[dict]:
+    """Rows of a read query on the warehouse the settings name (DuckDB or PostgreSQL)."""
     if settings.destination == "postgres":
         import psycopg2
 
@@ -51,7 +52,7 @@ def _num(value, unit: str = "", digits: int = 1) -> str:
 
 def headline_figures(settings: Settings) -> list[Figure]:
     m = settings.marts_schema
-    orders = _rows(
+    orders = query_rows(
         settings,
         f"select count(*) as orders, "
         f"count(case when outcome = 'open' then 1 end) as open, "
@@ -60,18 +61,18 @@ def headline_figures(settings: Settings) -> list[Figure]:
         f"count(case when outcome in ('cancelled', 'dropped') then 1 end) as cancelled "
         f"from {m}.orders",
     )[0]
-    delivery = _rows(settings, f"select * from {m}.delivery_stats where period = 'overall'")
-    rejection = _rows(settings, f"select * from {m}.rejection_stats where period = 'overall'")
-    top_code = _rows(settings, f"select reject_code, code_share from {m}.rejection_reasons where code_rank = 1")
-    saturation = _rows(settings, f"select * from {m}.saturation_stats where period = 'overall'")
-    appointments = _rows(settings, f"select * from {m}.appointment_stats where period = 'overall'")
-    base = _rows(settings, f"select * from {m}.service_base_monthly order by month_start desc limit 2")
-    backlog = _rows(
+    delivery = query_rows(settings, f"select * from {m}.delivery_stats where period = 'overall'")
+    rejection = query_rows(settings, f"select * from {m}.rejection_stats where period = 'overall'")
+    top_code = query_rows(settings, f"select reject_code, code_share from {m}.rejection_reasons where code_rank = 1")
+    saturation = query_rows(settings, f"select * from {m}.saturation_stats where period = 'overall'")
+    appointments = query_rows(settings, f"select * from {m}.appointment_stats where period = 'overall'")
+    base = query_rows(settings, f"select * from {m}.service_base_monthly order by month_start desc limit 2")
+    backlog = query_rows(
         settings,
         f"select count(*) as open, count(case when is_stuck then 1 end) as stuck, max(age_days) as oldest "
         f"from {m}.backlog",
     )[0]
-    quality = _rows(settings, f"select issue, events from {m}.data_quality_summary order by events desc")
+    quality = query_rows(settings, f"select issue, events from {m}.data_quality_summary order by events desc")
 
     d = delivery[0] if delivery else {}
     r = rejection[0] if rejection else {}

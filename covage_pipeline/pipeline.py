@@ -136,6 +136,9 @@ def ingest(
         pipeline = make_pipeline(settings)
     else:
         _finish_crashed_run(pipeline, settings)
+        # a lost or dropped local folder (Dagster drops it before each run): the cursor and the
+        # rest of the state come back from the destination before this run plans its work
+        pipeline.sync_destination()
     stats = RunStats()
     started = time.monotonic()
     scoped = bool(object_type or object_uuid)

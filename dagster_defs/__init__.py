@@ -1,5 +1,7 @@
-"""Dagster definitions for covage-pipeline (schedules, assets, checks): built on top of the pipeline.
+"""Dagster definitions of covage-pipeline: `dagster dev -m dagster_defs` (or `make dagster`)."""
 
-Nothing here yet: the Dagster issue fills this package. It is installed now so the distribution's
-layout is fixed from the start.
-"""
+from .definitions import build_definitions
+
+defs = build_definitions()
+
+__all__ = ["build_definitions", "defs"]

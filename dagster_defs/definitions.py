@@ -1,0 +1,91 @@
+"""Assembles the Definitions: assets, checks, jobs, schedules, the alert sensor, resources.
+
+Settings come from the same place as the CLI's (`COVAGE_*` variables, dlt config and secrets,
+defaults: the emulator's URL, the DuckDB file under ./data). Schedules are off unless
+COVAGE_SCHEDULES=on; the alert sensor is on.
+"""
+
+import os
+from datetime import timedelta
+
+import dagster as dg
+from dagster_dlt import DagsterDltResource
+
+from covage_pipeline.settings import Settings, load_settings
+
+from . import alerts
+from .ingestion import EVENTS_KEY, build_ingestion_assets, build_ingestion_checks
+from .models import ANALYSTS_COPY_KEY, BuildConfig, build_dbt_assets, build_publish_asset, dbt_project, dbt_resource
+from .warehouse import WAREHOUSE_TAGS
+
+INGEST_JOB = "ingest_and_build"
+DAILY_JOB = "daily_full_build"
+
+
+def _on(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "on", "true", "yes")
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or load_settings()
+    project = dbt_project(settings)
+    ingestion = build_ingestion_assets(settings)
+    dbt_assets = build_dbt_assets(settings, project)
+    marts = [key for key in dbt_assets.keys if key.path[0] == "marts"]
+    publish = build_publish_asset(settings, marts)
+    freshness = timedelta(minutes=float(os.environ.get("COVAGE_FRESHNESS_MINUTES", "60")))
+
+    # everything that depends on new events: the load, the models, the analysts' copy
+    ingest_job = dg.define_asset_job(
+        INGEST_JOB,
+        selection=dg.AssetSelection.keys(EVENTS_KEY).downstream(),
+        tags=WAREHOUSE_TAGS,
+        description="Ingest new events, rebuild the models that depend on them, publish the marts.",
+    )
+    daily_job = dg.define_asset_job(
+        DAILY_JOB,
+        selection=dg.AssetSelection.assets(dbt_assets, publish),
+        tags=WAREHOUSE_TAGS,
+        config=dg.RunConfig(ops={dbt_assets.op.name: BuildConfig(full_refresh=True)}),
+        description="Rebuild every model from scratch (incremental ones included), publish the marts.",
+    )
+    status = dg.DefaultScheduleStatus.RUNNING if _on("COVAGE_SCHEDULES") else dg.DefaultScheduleStatus.STOPPED
+    schedules = [
+        dg.ScheduleDefinition(
+            name="ingest_every_5_minutes",
+            job=ingest_job,
+            cron_schedule=os.environ.get("COVAGE_INGEST_CRON", "*/5 * * * *"),
+            default_status=status,
+            description="The reference recommends polling every few minutes (COVAGE_INGEST_CRON).",
+        ),
+        dg.ScheduleDefinition(
+            name="daily_full_build",
+            job=daily_job,
+            cron_schedule=os.environ.get("COVAGE_DAILY_CRON", "0 3 * * *"),
+            default_status=status,
+        ),
+    ]
+
+    @dg.asset_sensor(
+        asset_key=ANALYSTS_COPY_KEY,
+        name="support_alerts",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+        description="After each publication of the marts: one alert per new rejection, saturation, "
+        "missed appointment, failed intervention, newly stuck order (COVAGE_ALERT_WEBHOOK_URL).",
+    )
+    def support_alerts(context: dg.SensorEvaluationContext, asset_event) -> dg.SkipReason:
+        new = alerts.record_new(settings, alerts.current_alerts(settings))
+        counts = alerts.deliver(
+            settings, alerts.pending(settings), os.environ.get("COVAGE_ALERT_WEBHOOK_URL"), context.log
+        )
+        return dg.SkipReason(f"{len(new)} new alerts; delivery: {counts or 'nothing pending'}")
+
+    return dg.Definitions(
+        assets=[ingestion, dbt_assets, publish],
+        asset_checks=build_ingestion_checks(settings, freshness),
+        jobs=[ingest_job, daily_job],
+        schedules=schedules,
+        sensors=[support_alerts],
+        resources={"dlt": DagsterDltResource(), "dbt": dbt_resource(settings, project)},
+    )

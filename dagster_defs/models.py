@@ -1,0 +1,151 @@
+"""The dbt side in Dagster: every model of `sql/` as an asset, its dbt tests as asset checks, and
+the analysts' copy of the marts published after each build.
+
+The dbt source `covage.events` has the dlt asset's key, so the graph runs from the API to every
+mart in one lineage. The manifest is prepared here when missing (first load, CI, a fresh clone).
+"""
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+
+from covage_pipeline.headlines import headline_figures
+from covage_pipeline.models import SQL_DIR, dbt, dbt_env
+from covage_pipeline.publish import analysts_path, publish_marts
+from covage_pipeline.settings import Settings
+
+from . import charts
+from .ingestion import OWNERS
+from .warehouse import POOL, WAREHOUSE_TAGS, warehouse_rows
+
+ANALYSTS_COPY_KEY = dg.AssetKey(["analysts", "marts_copy"])
+CHARTED = {"order_lifecycle_durations", "rejection_stats"}
+
+
+class CovageDbtTranslator(DagsterDbtTranslator):
+    """Models keyed by layer (`staging/stg_events`, `marts/orders`) and grouped by it."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "model":
+            return dg.AssetKey([dbt_resource_props["fqn"][1], dbt_resource_props["name"]])
+        return super().get_asset_key(dbt_resource_props)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "model":
+            return dbt_resource_props["fqn"][1]  # staging or marts
+        return super().get_group_name(dbt_resource_props)
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        return OWNERS
+
+
+def dbt_project(settings: Settings) -> DbtProject:
+    """The project in sql/, its manifest prepared if missing (dbt parse, about 6 s)."""
+    os.environ.update(dbt_env(settings))
+    project = DbtProject(project_dir=SQL_DIR, profiles_dir=SQL_DIR, target=settings.destination)
+    project.prepare_if_dev()
+    if not Path(project.manifest_path).exists():
+        result = dbt(settings, "parse")
+        if not result.success:
+            raise RuntimeError(f"dbt parse failed, so the dbt assets cannot be defined: {result.error}")
+    return project
+
+
+def dbt_resource(settings: Settings, project: DbtProject) -> DbtCliResource:
+    # the environment's own dbt: the definitions load with no virtual environment activated
+    executable = Path(sys.executable).parent / "dbt"
+    return DbtCliResource(project_dir=project, dbt_executable=str(executable), target=settings.destination)
+
+
+class BuildConfig(dg.Config):
+    full_refresh: bool = False  # rebuild incremental models from scratch (the daily build)
+
+
+def build_dbt_assets(settings: Settings, project: DbtProject) -> dg.AssetsDefinition:
+    translator = CovageDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        dagster_dbt_translator=translator,
+        name="covage_dbt",
+        pool=POOL,
+        op_tags=WAREHOUSE_TAGS,
+    )
+    def covage_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: BuildConfig):
+        """dbt build: models, then their tests (as asset checks); a failing test fails the run."""
+        os.environ.update(dbt_env(settings))
+        args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
+        # DuckDB has one writer: row counts and charts read the warehouse after dbt has let go of
+        # it, so the events are held until the build ends, then reported with them attached.
+        # (dagster-dbt's fetch_row_counts would open the file in this process through the dbt
+        # adapter and keep it open, with a configuration no other reader here could match.)
+        events = list(dbt.cli(args, context=context).stream())
+        for event in events:
+            if isinstance(event, dg.Output):
+                key = context.asset_key_for_output(event.output_name)
+                extra = {"dagster/row_count": dg.MetadataValue.int(_row_count(settings, key))}
+                if key.path[-1] in CHARTED:
+                    extra["chart"] = _chart(settings, key.path[-1])
+                event = event.with_metadata({**event.metadata, **extra})
+            yield event
+
+    return covage_dbt
+
+
+def _row_count(settings: Settings, key: dg.AssetKey) -> int:
+    layer, name = key.path
+    return warehouse_rows(settings, f'select count(*) as n from {settings.dbt_schema}_{layer}."{name}"')[0]["n"]
+
+
+def _chart(settings: Settings, mart: str) -> dg.MetadataValue:
+    m = settings.marts_schema
+    if mart == "rejection_stats":
+        rows = warehouse_rows(
+            settings, f"select * from {m}.rejection_stats where period = 'month' order by submission_month"
+        )
+        return charts.rejection_rate_trend(rows)
+    rows = warehouse_rows(
+        settings,
+        f"select * from {m}.lifecycle_stats where period = 'month' and stage = 'lead_time' order by submission_month",
+    )
+    return charts.lead_time_trend(rows)
+
+
+def build_publish_asset(settings: Settings, marts: list[dg.AssetKey]) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=ANALYSTS_COPY_KEY,
+        deps=marts,
+        group_name="publish",
+        owners=OWNERS,
+        kinds={"duckdb"},
+        pool=POOL,
+        op_tags=WAREHOUSE_TAGS,
+        description=(
+            "A read-only copy of the marts for analysts (notebooks, `covage sql`), replaced atomically "
+            "after each build so readers never hold the warehouse's one writer lock. On PostgreSQL the "
+            "marts are read in place and nothing is copied."
+        ),
+    )
+    def marts_copy(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        figures = headline_figures(settings)
+        preview = "| | figure | value |\n| --- | --- | --- |\n" + "\n".join(
+            f"| {f.section} | {f.label} | {f.value} |" for f in figures
+        )
+        metadata: dict[str, Any] = {"headline_figures": dg.MetadataValue.md(preview)}
+        if settings.destination == "duckdb":
+            counts = publish_marts(settings)
+            context.log.info(f"published {len(counts)} marts to {analysts_path(settings)}")
+            metadata.update(
+                path=dg.MetadataValue.path(str(analysts_path(settings))),
+                marts=dg.MetadataValue.int(len(counts)),
+                rows=dg.MetadataValue.json(counts),
+            )
+        return dg.MaterializeResult(metadata=metadata)
+
+    return marts_copy

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export RUNTIME__DLTHUB_TELEMETRY := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean dagster
 
 install: $(STAMP)
 
@@ -25,6 +25,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Dagster UI on http://127.0.0.1:3000, instance under <data dir>/dagster_home (the shipped
+# dagster.yaml: runs that write the warehouse queue one behind the other, telemetry off)
+DAGSTER_HOME ?= $(abspath $(or $(COVAGE_DATA_DIR),data))/dagster_home
+dagster: $(STAMP)
+	mkdir -p "$(DAGSTER_HOME)"
+	cp dagster_defs/dagster_home/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	DAGSTER_HOME="$(DAGSTER_HOME)" $(BIN)/dagster dev -m dagster_defs -h 127.0.0.1 -p 3000
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -134,6 +134,10 @@ def current_alerts(settings: Settings) -> list[Alert]:
     return alerts
 
 
+def _fields(a: Alert) -> tuple:
+    return (a.alert_id, a.kind, a.order_uuid, a.kosc_order_ref, a.event_uuid, a.occurred_at, a.message)
+
+
 def record_new(settings: Settings, alerts: list[Alert]) -> list[Alert]:
     """Records the alerts not seen before; returns those to deliver (none on the first run)."""
     path = alerts_path(settings)
@@ -146,24 +150,25 @@ def record_new(settings: Settings, alerts: list[Alert]) -> list[Alert]:
         new = [a for a in alerts if a.alert_id not in known]
         now = datetime.now(UTC).replace(tzinfo=None)
         status = "baseline" if first_run else "pending"
-        con.executemany(
-            "insert into alerts (alert_id, kind, order_uuid, kosc_order_ref, event_uuid, occurred_at, message, "
-            "raised_at, status) values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
-            [
-                (
-                    a.alert_id,
-                    a.kind,
-                    a.order_uuid,
-                    a.kosc_order_ref,
-                    a.event_uuid,
-                    a.occurred_at,
-                    a.message,
-                    now,
-                    status,
-                )
-                for a in new
-            ],
-        )
+        if new:
+            con.executemany(
+                "insert into alerts (alert_id, kind, order_uuid, kosc_order_ref, event_uuid, occurred_at, message, "
+                "raised_at, status) values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
+                [
+                    (
+                        a.alert_id,
+                        a.kind,
+                        a.order_uuid,
+                        a.kosc_order_ref,
+                        a.event_uuid,
+                        a.occurred_at,
+                        a.message,
+                        now,
+                        status,
+                    )
+                    for a in new
+                ],
+            )
     finally:
         con.close()
     return [] if first_run else new
@@ -204,6 +209,8 @@ def deliver(settings: Settings, alerts: list[Alert], webhook_url: str | None, lo
                     error = type(exc).__name__
                     time.sleep(0.2 * 2**attempt)
             outcome[alert.alert_id] = ("failed", error) if error else ("delivered", None)
+    if not outcome:
+        return {}
     con = duckdb.connect(str(alerts_path(settings)))
     try:
         con.executemany(

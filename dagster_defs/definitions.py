@@ -38,7 +38,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     # everything that depends on new events: the load, the models, the analysts' copy
     ingest_job = dg.define_asset_job(
         INGEST_JOB,
-        selection=dg.AssetSelection.keys(EVENTS_KEY).downstream(),
+        selection=dg.AssetSelection.assets(EVENTS_KEY).downstream(),
         tags=WAREHOUSE_TAGS,
         description="Ingest new events, rebuild the models that depend on them, publish the marts.",
     )

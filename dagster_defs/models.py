@@ -48,8 +48,10 @@ def dbt_project(settings: Settings) -> DbtProject:
     """The project in sql/, its manifest prepared if missing (dbt parse, about 6 s)."""
     os.environ.update(dbt_env(settings))
     project = DbtProject(project_dir=SQL_DIR, profiles_dir=SQL_DIR, target=settings.destination)
-    project.prepare_if_dev()
-    if not Path(project.manifest_path).exists():
+    # Not `project.prepare_if_dev()`: its preparer looks for `dbt` on PATH, and the definitions
+    # must load without an activated environment. dbt's Python runner needs no PATH; under
+    # `dagster dev` it parses on every load so edits to the SQL show up.
+    if os.environ.get("DAGSTER_IS_DEV_CLI") or not Path(project.manifest_path).exists():
         result = dbt(settings, "parse")
         if not result.success:
             raise RuntimeError(f"dbt parse failed, so the dbt assets cannot be defined: {result.error}")

@@ -1,0 +1,261 @@
+"""The Dagster definitions, materialized in-process against the emulator over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import dagster as dg
+import duckdb
+import pytest
+
+from covage_pipeline.publish import analysts_path
+from dagster_defs import alerts as alerts_module
+from dagster_defs import build_definitions
+from dagster_defs.definitions import DAILY_JOB, INGEST_JOB
+from dagster_defs.ingestion import EVENTS_KEY
+
+from .extraction import settings_for, warehouse
+
+
+@pytest.fixture
+def setup(emulator_factory, tmp_path):
+    emu = emulator_factory(orders=250)
+    settings = settings_for(emu, tmp_path / "data")
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        yield emu, settings, defs, instance
+
+
+def _materializations(result) -> dict[str, dict]:
+    return {
+        e.materialization.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+    }
+
+
+def test_definitions_load_as_one_connected_lineage(setup):
+    _, _, defs, _ = setup
+    graph = defs.resolve_asset_graph()
+    keys = graph.get_all_asset_keys()
+    marts = {k for k in keys if k.path[0] == "marts"}
+    assert len(marts) >= 17 and EVENTS_KEY in keys
+    downstream = dg.AssetSelection.assets(EVENTS_KEY).downstream().resolve(graph)
+    assert downstream == keys, keys - downstream  # the API feeds every asset, nothing floats apart
+    assert graph.get(dg.AssetKey(["staging", "stg_events"])).parent_keys == {EVENTS_KEY}
+    assert graph.get(EVENTS_KEY).group_name == "ingestion"
+    assert {graph.get(k).group_name for k in marts} == {"marts"}
+    checks = {key.name for key in graph.asset_check_keys}
+    assert {"no_duplicate_event_uuid", "events_are_fresh", "cursor_never_moves_backwards"} <= checks
+    assert sum(1 for name in checks if name.startswith(("unique_", "not_null_"))) > 20  # dbt tests as checks
+
+
+def test_the_whole_graph_then_only_new_events(setup):
+    emu, settings, defs, instance = setup
+    job = defs.resolve_job_def(INGEST_JOB)
+    first = job.execute_in_process(instance=instance)
+    assert first.success
+    meta = _materializations(first)
+    truth = emu.store.ground_truth(emu.url)
+    assert meta["covage/events"]["new_events"] == len(truth) == meta["covage/events"]["dagster/row_count"]
+    assert meta["marts/orders"]["dagster/row_count"] == len(
+        {t["object_uuid"] for t in truth if t["object_type"] == "order"}
+    )
+    assert meta["marts/order_lifecycle_durations"]["chart"].startswith("![")
+    assert "data:image/png;base64," in meta["marts/rejection_stats"]["chart"]
+    assert "median lead time" in meta["analysts/marts_copy"]["headline_figures"]
+    checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
+    assert checks["no_duplicate_event_uuid"] and checks["cursor_never_moves_backwards"]
+    assert checks["events_are_fresh"] is False  # the emulator's clock is frozen in the past
+
+    # the cursor lives in the destination: even without the local dlt folder, only new events come
+    shutil.rmtree(settings.pipelines_dir)
+    emu.store.advance(2 * 24 * 3600)
+    second = job.execute_in_process(instance=instance)
+    assert second.success
+    new_truth = emu.store.ground_truth(emu.url)
+    meta = _materializations(second)
+    assert meta["covage/events"]["new_events"] == len(new_truth) - len(truth) > 0
+    assert meta["covage/events"]["updated_events"] == 0
+    assert len(warehouse(settings)) == len(new_truth)
+    assert (
+        meta["covage/events"]["cursor_creation_date"]
+        > _materializations(first)["covage/events"]["cursor_creation_date"]
+    )
+    orders = duckdb.connect(str(analysts_path(settings)), read_only=True)
+    assert orders.execute("select count(*) from marts.orders").fetchone()[0] == len(
+        {t["object_uuid"] for t in new_truth if t["object_type"] == "order"}
+    )
+    orders.close()
+    checks = {e.check_name: e.passed for e in second.get_asset_check_evaluations()}
+    assert checks["cursor_never_moves_backwards"]
+
+
+def test_schedules_target_their_jobs_and_are_off_by_default(setup, monkeypatch):
+    _, settings, defs, instance = setup
+    every = defs.resolve_schedule_def("ingest_every_5_minutes")
+    daily = defs.resolve_schedule_def("daily_full_build")
+    assert every.job_name == INGEST_JOB and every.cron_schedule == "*/5 * * * *"
+    assert daily.job_name == DAILY_JOB
+    assert every.default_status == dg.DefaultScheduleStatus.STOPPED
+    with dg.build_schedule_context(instance=instance) as context:
+        requests = every.evaluate_tick(context).run_requests
+    assert len(requests) == 1 and requests[0].job_name in (None, INGEST_JOB)
+    monkeypatch.setenv("COVAGE_SCHEDULES", "on")
+    monkeypatch.setenv("COVAGE_INGEST_CRON", "*/10 * * * *")
+    turned_on = build_definitions(settings).resolve_schedule_def("ingest_every_5_minutes")
+    assert turned_on.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert turned_on.cron_schedule == "*/10 * * * *"
+
+
+def test_the_daily_build_rebuilds_incremental_models_from_scratch(setup):
+    _, _, defs, instance = setup
+    assert defs.resolve_job_def(INGEST_JOB).execute_in_process(instance=instance).success
+    daily = defs.resolve_job_def(DAILY_JOB).execute_in_process(instance=instance)
+    assert daily.success
+    logs = "\n".join(e.message or "" for e in instance.all_logs(daily.run_id) if e.message)
+    assert "--full-refresh" in logs or "full_refresh" in logs
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+    fail = False
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if type(self).fail:
+            self.send_response(500)
+        else:
+            type(self).received.append(json.loads(body))
+            self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    _Receiver.received = []
+    _Receiver.fail = False
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/covage", _Receiver
+    server.shutdown()
+
+
+def _inject(emu, order_uuid: str, ref: str) -> list[dict]:
+    """Events of the four alerting kinds on one order, created a second before the emulator's now."""
+    from covage_pipeline.timestamps import format_iso
+
+    now = emu.store.clock.now_us()
+    from datetime import datetime
+
+    at = format_iso(datetime(1970, 1, 1) + timedelta(microseconds=now - 1_000_000))
+    kinds = [
+        ("order-rejected", {"reject_code": "ADR_INCONNUE", "reject_subcode": "ADR002", "reject_reason": "cr_ko"}),
+        ("order-localloop-saturation", None),
+        ("order-appointment-missed", None),
+        ("order-on-site-intervention-failed", {"message": "no access"}),
+    ]
+    events = [
+        {"event_uuid": f"alert-{n}", "type": t, "object_type": "order", "object_uuid": order_uuid,
+         "event_date": at, "creation_date": at, "data": d}
+        for n, (t, d) in enumerate(kinds)
+    ]  # fmt: skip
+    emu.store.replay(events)
+    return events
+
+
+def test_alerts_are_raised_once_and_posted(setup, webhook, monkeypatch):
+    emu, settings, defs, instance = setup
+    url, receiver = webhook
+    monkeypatch.setenv("COVAGE_ALERT_WEBHOOK_URL", url)
+    job = defs.resolve_job_def(INGEST_JOB)
+    sensor = defs.resolve_sensor_def("support_alerts")
+
+    def tick(cursor=None):
+        with dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor) as context:
+            result = sensor.evaluate_tick(context)
+            return result.skip_message, result.cursor
+
+    assert job.execute_in_process(instance=instance).success
+    message, cursor = tick()
+    assert message.startswith("0 new alerts")  # the history is the baseline, not news
+    baseline = duckdb.connect(str(alerts_module.alerts_path(settings)), read_only=True)
+    assert baseline.execute("select count(*) from alerts where status = 'baseline'").fetchone()[0] > 0
+    baseline.close()
+    assert receiver.received == []
+
+    order = next(o for o in emu.store.orders() if o.kind)
+    injected = _inject(emu, order.order_uuid, order.kosc_order_ref)
+    assert job.execute_in_process(instance=instance).success
+    message, cursor = tick(cursor)
+    ids = [a["alert_id"] for a in receiver.received]
+    assert len(ids) == len(set(ids))
+    for event, kind in zip(
+        injected, ["rejection", "saturation", "missed_appointment", "failed_intervention"], strict=True
+    ):
+        assert f"{kind}:{event['event_uuid']}" in ids
+    assert message.startswith(f"{len(ids)} new alerts")
+
+    # a rerun of the whole job, and another tick: nothing is raised twice
+    assert job.execute_in_process(instance=instance).success
+    message, cursor = tick(cursor)
+    assert message.startswith("0 new alerts")
+    assert len(receiver.received) == len(ids)
+
+    # a webhook that fails: recorded, not raised, and retried on the next tick
+    receiver.fail = True
+    _inject_more = [{**e, "event_uuid": e["event_uuid"] + "-b"} for e in injected[:1]]
+    emu.store.replay(_inject_more)
+    assert job.execute_in_process(instance=instance).success
+    message, cursor = tick(cursor)
+    store = duckdb.connect(str(alerts_module.alerts_path(settings)), read_only=True)
+    failed = store.execute("select status, last_error, attempts from alerts where event_uuid = 'alert-0-b'").fetchone()
+    store.close()
+    assert failed == ("failed", "HTTP 500", 1)
+    receiver.fail = False
+    assert job.execute_in_process(instance=instance).success
+    tick(cursor)
+    assert [a["event_uuid"] for a in receiver.received[len(ids) :]] == ["alert-0-b"]
+    assert url not in json.dumps(receiver.received)
+
+
+def test_analysts_copy_stays_readable_while_a_build_runs(setup):
+    emu, settings, defs, instance = setup
+    job = defs.resolve_job_def(INGEST_JOB)
+    assert job.execute_in_process(instance=instance).success
+    reader = duckdb.connect(str(analysts_path(settings)), read_only=True)
+    before = reader.execute("select count(*) from marts.orders").fetchone()[0]
+    emu.store.advance(3 * 24 * 3600)
+    reads: list[int] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def keep_reading():
+        while not done.is_set():
+            try:
+                reads.append(reader.execute("select count(*) from marts.orders").fetchone()[0])
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=keep_reading)
+    thread.start()
+    try:
+        result = job.execute_in_process(instance=instance)
+    finally:
+        done.set()
+        thread.join()
+    assert result.success  # the open reader did not block the writer
+    assert not errors and len(reads) > 10 and set(reads) == {before}  # it kept its snapshot
+    reader.close()
+    fresh = duckdb.connect(str(analysts_path(settings)), read_only=True)
+    assert fresh.execute("select count(*) from marts.orders").fetchone()[0] > before
+    fresh.close()

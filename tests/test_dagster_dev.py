@@ -1,0 +1,140 @@
+"""`dagster dev` as a user starts it: the webserver answers on loopback, its GraphQL API lists
+every asset, and two runs of the warehouse job launched at once both succeed, one after the
+other (the run queue's limit from the shipped dagster.yaml)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import TOKEN
+
+ROOT = Path(__file__).resolve().parents[1]
+DAGSTER = Path(sys.executable).parent / "dagster"
+
+LAUNCH = """
+mutation($job: String!) {
+  launchRun(executionParams: {
+    selector: {repositoryLocationName: "dagster_defs", repositoryName: "__repository__", jobName: $job}
+  }) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+RUN = """
+query($id: ID!) {
+  runOrError(runId: $id) { ... on Run { status startTime endTime tags { key value } } }
+}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _restore_signals() -> None:
+    # a non-interactive parent leaves SIGINT ignored; dagster dev maps SIGTERM to SIGINT
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.fixture
+def dagster_dev(emulator_factory, tmp_path):
+    emu = emulator_factory(orders=150)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_defs" / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "COVAGE_DATA_DIR": str(tmp_path / "data"),
+        "COVAGE_API_URL": emu.url,
+        "COVAGE_API_TOKEN": TOKEN,
+        "COVAGE_PAGE_SIZE": "500",
+        "PATH": "/usr/bin:/bin",  # no virtual environment on the PATH: the definitions must not need one
+    }
+    log = (tmp_path / "dagster_dev.log").open("w")
+    cmd = [str(DAGSTER), "dev", "-m", "dagster_defs", "-h", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_restore_signals,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "dagster dev did not answer in 180 s"
+            time.sleep(1)
+        yield url, tmp_path
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _graphql(url: str, query: str, **variables) -> dict:
+    response = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=60)
+    response.raise_for_status()
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def test_dagster_dev_serves_every_asset_and_queues_writers(dagster_dev):
+    url, tmp_path = dagster_dev
+    nodes = _graphql(url, "{ assetNodes { assetKey { path } } }")["assetNodes"]
+    keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
+    assert {
+        "covage/events",
+        "staging/stg_events",
+        "marts/orders",
+        "marts/rejection_stats",
+        "analysts/marts_copy",
+    } <= keys
+    assert sum(1 for k in keys if k.startswith("marts/")) >= 17
+
+    run_ids = []
+    for _ in range(2):
+        launched = _graphql(url, LAUNCH, job="ingest_and_build")["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_ids.append(launched["run"]["runId"])
+    deadline = time.monotonic() + 400
+    while True:
+        runs = [_graphql(url, RUN, id=run_id)["runOrError"] for run_id in run_ids]
+        if all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs):
+            break
+        assert time.monotonic() < deadline, runs
+        time.sleep(2)
+    assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"], (tmp_path / "dagster_dev.log").read_text()[-3000:]
+    assert all({"key": "covage/warehouse", "value": "writes"} in r["tags"] for r in runs)
+    first, second = sorted(runs, key=lambda r: r["startTime"])
+    assert first["endTime"] <= second["startTime"], "two runs wrote the warehouse at the same time"

@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# the dbt manifest the Dagster definitions load (they parse it themselves if it is missing)
+	$(BIN)/dbt parse --project-dir sql --profiles-dir sql --quiet
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -135,3 +135,38 @@ def test_demo_serves_ingests_and_summarises(tmp_path):
     for label in ("median lead time", "rejection rate", "saturated", "missed rate", "open orders / stuck"):
         assert label in result.stdout, label
     assert "n/a" not in result.stdout.split("Headline figures")[1].split("Delivery")[0]
+
+
+def test_sql_reads_the_analysts_copy(tmp_path):
+    """`covage build` publishes the marts; `covage sql` queries them, one-shot and interactively."""
+    import duckdb
+
+    env = {**os.environ, "COVAGE_DATA_DIR": str(tmp_path)}
+    missing = subprocess.run([COVAGE, "sql", "select 1"], capture_output=True, text=True, env=env, timeout=60)
+    assert missing.returncode == 1 and "run `covage build`" in missing.stdout.replace("\n", " ")
+    copy = tmp_path / "analysts" / "covage_marts.duckdb"
+    copy.parent.mkdir()
+    con = duckdb.connect(str(copy))
+    con.execute("create schema marts; create table marts.orders as select range as n from range(7)")
+    con.close()
+    one = subprocess.run(
+        [COVAGE, "sql", "select count(*) as orders from orders"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert one.returncode == 0 and "7" in one.stdout, one.stdout + one.stderr
+    bad = subprocess.run(
+        [COVAGE, "sql", "select nope from orders"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert bad.returncode == 1 and "nope" in bad.stdout
+    shell = subprocess.run(
+        [COVAGE, "sql"],
+        input=".tables\nselect max(n)\nfrom orders;\n.quit\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert shell.returncode == 0 and "orders" in shell.stdout and "6" in shell.stdout, shell.stdout
+    writable = subprocess.run(
+        [COVAGE, "sql", "create table marts.x (a int)"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert writable.returncode == 1  # read-only

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export RUNTIME__DLTHUB_TELEMETRY := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test lint bench clean dagster
+.PHONY: install demo test lint bench clean dagster notebooks
 
 install: $(STAMP)
 
@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# notebooks are committed without outputs: the nbstripout filter strips them on `git add`
+	-$(BIN)/nbstripout --install --attributes .gitattributes
 	# the dbt manifest the Dagster definitions load (they parse it themselves if it is missing)
 	$(BIN)/dbt parse --project-dir sql --profiles-dir sql --quiet
 	@touch $(STAMP)
@@ -35,6 +37,11 @@ dagster: $(STAMP)
 	mkdir -p "$(DAGSTER_HOME)"
 	cp dagster_defs/dagster_home/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 	DAGSTER_HOME="$(DAGSTER_HOME)" $(BIN)/dagster dev -m dagster_defs -h 127.0.0.1 -p 3000
+
+# JupyterLab on loopback, in notebooks/, with this environment's kernel ("Python 3")
+notebooks: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[notebooks]'
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

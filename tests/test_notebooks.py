@@ -1,0 +1,62 @@
+"""The analysts' notebooks, run top to bottom against a warehouse built from the emulator: any
+cell error fails, and each notebook must draw its figures. They are stored without outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from covage_pipeline.models import build
+from covage_pipeline.pipeline import ingest
+from covage_pipeline.publish import analysts_path, publish_marts
+
+from .extraction import settings_for
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+FIGURES = {"order_lifecycle": 4, "rejections_and_saturation": 4, "order_history": 2}
+
+
+@pytest.fixture(scope="module")
+def marts_db(tmp_path_factory):
+    from covage_pipeline.emulator import running_emulator
+
+    from .conftest import make_config
+
+    with running_emulator(make_config(orders=600, history_days=120.0)) as emu:
+        settings = settings_for(emu, tmp_path_factory.mktemp("notebooks"), page_size=1000)
+        ingest(settings)
+    assert build(settings).success
+    publish_marts(settings)
+    return analysts_path(settings)
+
+
+def test_notebooks_are_stored_without_outputs():
+    assert {p.stem for p in NOTEBOOKS.glob("*.ipynb")} == set(FIGURES)
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, f"{path.name} has outputs: strip them"
+        assert "parameters" in nb.cells[1].metadata.get("tags", []), f"{path.name}: the parameter cell comes first"
+    attributes = (NOTEBOOKS.parent / ".gitattributes").read_text()
+    assert "*.ipynb filter=nbstripout" in attributes
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_notebook_runs_and_draws_its_figures(name, marts_db, monkeypatch):
+    monkeypatch.setenv("COVAGE_MARTS_DB", str(marts_db))
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    images = [
+        output
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if "image/png" in output.get("data", {})
+    ]
+    assert len(images) == FIGURES[name]
+    errors = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs if o.output_type == "error"]
+    assert not errors

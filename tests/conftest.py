@@ -16,6 +16,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 from covage_pipeline.emulator import EmulatorConfig, RunningEmulator, running_emulator
 
 TOKEN = "test-admin-token"
+# the machine's PostgreSQL server (trust auth); tests create their own schemas and drop them
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 START = datetime(2026, 3, 1)
 
 
@@ -66,3 +68,21 @@ def page_all(client: httpx.Client, url: str, size: int = 50, **params) -> tuple[
             return items, pages
         items.extend(page)
         after = page[-1]["sort_value"]
+
+
+@pytest.fixture
+def pg_prefix():
+    """A fresh schema prefix on the machine's PostgreSQL; every schema under it is dropped after."""
+    import uuid
+
+    import psycopg2
+
+    prefix = f"t_{uuid.uuid4().hex[:10]}"
+    yield prefix
+    con = psycopg2.connect(POSTGRES_URL)
+    con.autocommit = True
+    with con.cursor() as cur:
+        cur.execute("select nspname from pg_namespace where nspname like %s", (f"{prefix}%",))
+        for (schema,) in cur.fetchall():
+            cur.execute(f'drop schema "{schema}" cascade')
+    con.close()

@@ -31,6 +31,17 @@ def settings_for(emu, data_dir: Path, **overrides) -> Settings:
 
 
 def warehouse(settings: Settings, table: str = "events") -> list[dict]:
+    if settings.destination == "postgres":
+        import psycopg2
+
+        pg = psycopg2.connect(settings.resolved_postgres_url())
+        try:
+            with pg.cursor() as cur:
+                cur.execute(f'select * from "{settings.dataset}"."{table}"')
+                names = [d[0] for d in cur.description]
+                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        finally:
+            pg.close()
     con = duckdb.connect(str(settings.duckdb_path), read_only=True)
     try:
         cur = con.execute(f'select * from "{settings.dataset}"."{table}"')
@@ -65,5 +76,7 @@ def assert_equals_ground_truth(settings: Settings, truth: list[dict]) -> None:
         else:
             assert row["event_date_raw"] == t["event_date"]
             assert row["event_date_invalid"] == (row["event_date"] is None)
-        data = orjson.loads(row["data"]) if row["data"] is not None else None
+        data = row["data"]
+        if isinstance(data, str):  # DuckDB hands JSON back as text, psycopg2 as Python objects
+            data = orjson.loads(data)
         assert data == strip_url_tokens(t["data"]), (data, t["data"])

@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from datetime import datetime
 from decimal import Decimal
 
 import duckdb
 import psycopg2
-import pytest
 
 from covage_pipeline.models import build
 from covage_pipeline.pipeline import ingest
 
+from .conftest import POSTGRES_URL
 from .eventlog import EVENTS
 from .extraction import settings_for
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 MARTS = [
     ("orders", ("order_uuid",)),
     ("order_lifecycle_durations", ("order_uuid",)),
@@ -45,20 +43,6 @@ STAGING = [
     ("stg_order_endpoints", ("event_uuid", "endpoint_position")),
     ("stg_cri_files", ("event_uuid", "file_label")),
 ]
-
-
-@pytest.fixture
-def pg_prefix():
-    """A fresh schema prefix; every schema under it is dropped afterwards."""
-    prefix = f"t_{uuid.uuid4().hex[:10]}"
-    yield prefix
-    con = psycopg2.connect(POSTGRES_URL)
-    con.autocommit = True
-    with con.cursor() as cur:
-        cur.execute("select nspname from pg_namespace where nspname like %s", (f"{prefix}%",))
-        for (schema,) in cur.fetchall():
-            cur.execute(f'drop schema "{schema}" cascade')
-    con.close()
 
 
 def _pg_rows(schema: str, table: str) -> list[dict]:

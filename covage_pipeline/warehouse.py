@@ -1,5 +1,6 @@
-"""Read-only questions to the local DuckDB warehouse that the CLI asks (an object's timeline, the
-last message on an order). Opens the file read-only and briefly: never holds the writer's lock.
+"""Read-only questions to the warehouse that the CLI asks (an object's timeline, the last message
+on an order), on DuckDB or PostgreSQL. Opens the DuckDB file read-only and briefly: never holds
+the writer's lock.
 """
 
 from __future__ import annotations
@@ -54,21 +55,38 @@ def _events(settings: Settings) -> str:
     return f'"{settings.dataset}"."events"'
 
 
-def timeline(settings: Settings, object_uuid: str) -> list[dict]:
+def _query(settings: Settings, sql: str, params: list) -> list[dict]:
+    """Rows of one read query; `?` placeholders on both engines."""
+    if settings.destination == "postgres":
+        import psycopg2
+
+        con = psycopg2.connect(settings.resolved_postgres_url())
+        try:
+            with con.cursor() as cur:
+                cur.execute(sql.replace("?", "%s"), params)
+                names = [d[0] for d in cur.description]
+                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        finally:
+            con.close()
     with connect(settings) as con:
-        cur = con.execute(_TIMELINE.format(table=_events(settings)), [object_uuid])
+        cur = con.execute(sql, params)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
+def timeline(settings: Settings, object_uuid: str) -> list[dict]:
+    return _query(settings, _TIMELINE.format(table=_events(settings)), [object_uuid])
+
+
 def last_info_message(settings: Settings, order_uuid: str) -> datetime | None:
     """creation_date of the newest order-info on this order, as the warehouse knows it."""
+    sql = f"select max(creation_date) as newest from {_events(settings)} where object_uuid = ? and type = 'order-info'"
     try:
-        with connect(settings) as con:
-            row = con.execute(
-                f"select max(creation_date) from {_events(settings)} where object_uuid = ? and type = 'order-info'",
-                [order_uuid],
-            ).fetchone()
+        rows = _query(settings, sql, [order_uuid])
     except (WarehouseMissing, duckdb.CatalogException):
         return None
-    return row[0] if row else None
+    except Exception as exc:  # PostgreSQL: no table yet
+        if type(exc).__name__ == "UndefinedTable":
+            return None
+        raise
+    return rows[0]["newest"] if rows else None

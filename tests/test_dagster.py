@@ -259,3 +259,35 @@ def test_analysts_copy_stays_readable_while_a_build_runs(setup):
     fresh = duckdb.connect(str(analysts_path(settings)), read_only=True)
     assert fresh.execute("select count(*) from marts.orders").fetchone()[0] > before
     fresh.close()
+
+
+def test_the_same_definitions_on_postgres(emulator_factory, tmp_path, pg_prefix):
+    import psycopg2
+
+    from .conftest import POSTGRES_URL
+
+    emu = emulator_factory(orders=150)
+    settings = settings_for(
+        emu,
+        tmp_path,
+        destination="postgres",
+        postgres_url=POSTGRES_URL,
+        dataset=f"{pg_prefix}_raw",
+        models_schema=pg_prefix,
+    )
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def(INGEST_JOB).execute_in_process(instance=instance)
+    assert result.success
+    meta = _materializations(result)
+    truth = emu.store.ground_truth(emu.url)
+    assert meta["covage/events"]["new_events"] == len(truth)
+    assert "path" not in meta["analysts/marts_copy"]  # no copy needed: the marts are read in place
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["no_duplicate_event_uuid"] and all(v for k, v in checks.items() if k != "events_are_fresh")
+    con = psycopg2.connect(POSTGRES_URL)
+    with con.cursor() as cur:
+        cur.execute(f'select count(*) from "{pg_prefix}_marts".orders')
+        assert cur.fetchone()[0] == len({t["object_uuid"] for t in truth if t["object_type"] == "order"})
+    con.close()
+    assert not settings.duckdb_path.exists()

@@ -18,28 +18,10 @@ class Figure:
 
 
 def query_rows(settings: Settings, sql: str) -> list[dict]:
-    """Rows of a read query on the warehouse the settings name (DuckDB or PostgreSQL)."""
-    if settings.destination == "postgres":
-        import psycopg2
+    """Rows of a read query on the warehouse the settings name."""
+    from .warehouse import query
 
-        con = psycopg2.connect(settings.resolved_postgres_url())
-        try:
-            with con.cursor() as cur:
-                cur.execute(sql)
-                names = [d[0] for d in cur.description]
-                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-        finally:
-            con.close()
-    import duckdb
-
-    # default configuration: dbt-duckdb may still hold the file open in this process
-    con = duckdb.connect(str(settings.duckdb_path))
-    try:
-        cur = con.execute(sql)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    finally:
-        con.close()
+    return query(settings, sql)
 
 
 def _pct(value) -> str:

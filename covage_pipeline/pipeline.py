@@ -73,6 +73,10 @@ def make_pipeline(settings: Settings) -> dlt.Pipeline:
         if credentials.password is None:  # trust or peer authentication: dlt requires the field
             credentials.password = ""
         destination = dlt.destinations.postgres(credentials=credentials)
+    elif settings.destination != "duckdb":
+        # motherduck, bigquery, snowflake: credentials from dlt's own config and secrets
+        # (DESTINATION__<NAME>__CREDENTIALS__...), as dlt documents for each
+        destination = getattr(dlt.destinations, settings.destination)()
     else:
         credentials = DuckDbCredentials(
             str(settings.duckdb_path), global_config={"memory_limit": settings.duckdb_memory_limit}
@@ -212,15 +216,22 @@ def _finish_crashed_run(pipeline: dlt.Pipeline, settings: Settings) -> None:
         pipeline.run()  # no data: normalizes and loads the pending packages only
     except PipelineStepFailed as exc:
         raise IngestError(_failure_message(exc, resource_state(pipeline).get("cursor"), settings)) from None
-    # the engine's physical row id tells the copies apart (a replayed job wrote identical rows)
-    row_id = "ctid" if settings.destination == "postgres" else "rowid"
+    # the engine's physical row id tells the copies apart (a replayed job wrote identical rows);
+    # engines without one rewrite the table keeping one copy of each event
+    row_id = {"postgres": "ctid", "duckdb": "rowid", "motherduck": "rowid"}.get(settings.destination)
     with pipeline.sql_client() as sql:
         table = sql.make_qualified_table_name("events")
-        sql.execute_sql(
-            f"delete from {table} where {row_id} in (select {row_id} from (select {row_id}, row_number() over "
-            f"(partition by event_uuid order by modification_date desc) as n_copy from {table}) copies "
-            "where n_copy > 1)"
-        )
+        if row_id:
+            sql.execute_sql(
+                f"delete from {table} where {row_id} in (select {row_id} from (select {row_id}, row_number() over "
+                f"(partition by event_uuid order by modification_date desc) as n_copy from {table}) copies "
+                "where n_copy > 1)"
+            )
+        else:
+            sql.execute_sql(
+                f"create or replace table {table} as select * from {table} "
+                "qualify row_number() over (partition by event_uuid order by modification_date desc) = 1"
+            )
 
 
 def _failure_message(exc: PipelineStepFailed, cursor: dict | None, settings: Settings) -> str:

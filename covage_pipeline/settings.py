@@ -39,7 +39,10 @@ _ENV = {
     "models_schema": "COVAGE_MODELS_SCHEMA",
 }
 _SECRETS = {"api_token", "postgres_url"}
-DESTINATIONS = ("duckdb", "postgres")
+# duckdb and postgres are tested here; the others go through the same code (dlt destinations,
+# dbt targets in sql/profiles.yml) and are documented in the README, untested on this machine
+DESTINATIONS = ("duckdb", "postgres", "motherduck", "bigquery", "snowflake")
+DUCKDB_DIALECT = ("duckdb", "motherduck")
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class Settings:
     chunk_pages: int = 250  # pages per committed load: a crash loses at most this much work
     max_item_bytes: int = 1_000_000  # larger items are quarantined, not loaded
     duckdb_memory_limit: str = "128MB"  # the loader's DuckDB connections; DuckDB spills past it
-    destination: str = "duckdb"  # the warehouse: duckdb (a file under data_dir) or postgres
+    destination: str = "duckdb"  # the warehouse: duckdb (a file under data_dir), postgres, motherduck, ...
     # postgresql://user:password@host:port/database; None: dlt's destination.postgres.credentials
     postgres_url: str | None = field(default=None, repr=False)
     models_schema: str | None = None  # dbt's schema prefix: None = main (DuckDB), covage (PostgreSQL)
@@ -79,7 +82,7 @@ class Settings:
     @property
     def dbt_schema(self) -> str:
         """dbt's target schema: models land in `<it>_staging` and `<it>_marts`."""
-        return self.models_schema or ("main" if self.destination == "duckdb" else "covage")
+        return self.models_schema or ("main" if self.destination in DUCKDB_DIALECT else "covage")
 
     @property
     def marts_schema(self) -> str:

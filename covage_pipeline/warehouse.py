@@ -44,7 +44,12 @@ def connect(settings: Settings):
     path = settings.duckdb_path
     if not path.exists():
         raise WarehouseMissing(f"No warehouse at {path} yet: run `covage ingest` first (or set COVAGE_DATA_DIR).")
-    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.ConnectionException:
+        # this process already holds the file (dbt-duckdb after an in-process build): DuckDB only
+        # shares it with a connection of the same configuration, the default one
+        con = duckdb.connect(str(path))
     try:
         yield con
     finally:
@@ -55,8 +60,17 @@ def _events(settings: Settings) -> str:
     return f'"{settings.dataset}"."events"'
 
 
-def _query(settings: Settings, sql: str, params: list) -> list[dict]:
-    """Rows of one read query; `?` placeholders on both engines."""
+def query(settings: Settings, sql: str, params: list | None = None) -> list[dict]:
+    """Rows of one read query on the warehouse, whatever the engine; `?` placeholders."""
+    params = params or []
+    if settings.destination not in ("duckdb", "postgres"):
+        # the other engines through dlt's own SQL client (their credentials are dlt's)
+        from .pipeline import make_pipeline
+
+        statement = sql.replace("?", "%s")
+        with make_pipeline(settings).sql_client() as client, client.execute_query(statement, *params) as cur:
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     if settings.destination == "postgres":
         import psycopg2
 
@@ -75,14 +89,14 @@ def _query(settings: Settings, sql: str, params: list) -> list[dict]:
 
 
 def timeline(settings: Settings, object_uuid: str) -> list[dict]:
-    return _query(settings, _TIMELINE.format(table=_events(settings)), [object_uuid])
+    return query(settings, _TIMELINE.format(table=_events(settings)), [object_uuid])
 
 
 def last_info_message(settings: Settings, order_uuid: str) -> datetime | None:
     """creation_date of the newest order-info on this order, as the warehouse knows it."""
     sql = f"select max(creation_date) as newest from {_events(settings)} where object_uuid = ? and type = 'order-info'"
     try:
-        rows = _query(settings, sql, [order_uuid])
+        rows = query(settings, sql, [order_uuid])
     except (WarehouseMissing, duckdb.CatalogException):
         return None
     except Exception as exc:  # PostgreSQL: no table yet

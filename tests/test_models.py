@@ -102,3 +102,14 @@ def test_every_model_and_column_is_documented(warehouse):
         documented = {name for name, col in node["columns"].items() if col["description"].strip()}
         actual = set(catalog["nodes"][unique_id]["columns"])
         assert actual <= documented, f"{unique_id}: undocumented columns {sorted(actual - documented)}"
+
+
+def test_engines_not_ported_say_so_instead_of_failing_midway(tmp_path):
+    from covage_pipeline.settings import load_settings
+
+    for engine in ("bigquery", "snowflake"):
+        result = build(load_settings(destination=engine, data_dir=tmp_path))
+        assert not result.success and "not ported" in result.error and "README" in result.error
+    with pytest.raises(ValueError, match="COVAGE_DESTINATION must be one of"):
+        load_settings(destination="oracle")
+    assert load_settings(destination="motherduck", data_dir=tmp_path).dbt_schema == "main"

@@ -413,6 +413,75 @@ def sql_command(
     con.close()
 
 
+reports_app = typer.Typer(
+    help="Intervention reports (CRI): archive every file before its 30-minute link dies.", no_args_is_help=True
+)
+app.add_typer(reports_app, name="reports")
+
+
+@reports_app.command("fetch")
+def reports_fetch(
+    retry_failed: Annotated[bool, typer.Option(help="Try again the files whose every attempt failed.")] = False,
+    recheck: Annotated[
+        bool, typer.Option(help="Download every file again; keep those that changed at the source beside the old.")
+    ] = False,
+) -> None:
+    """Download the files of every new (or changed) CRI event into the archive (COVAGE_REPORTS_URL:
+    a folder or any fsspec URL; default <data dir>/reports) and record each in intervention_reports.
+
+    Links are refreshed (the event displayed again) when the blob store answers 403. A rerun
+    archives nothing twice; a file changed at the source is kept beside the old one.
+    """
+    from .reports import archive_reports
+
+    settings = _settings()
+    console.print(f"Archiving intervention reports into {settings.reports_location}...")
+    try:
+        stats = archive_reports(settings, retry_failed=retry_failed, recheck=recheck)
+    except Exception as exc:  # the message never holds a token: links are stripped before use in errors
+        console.print(f"[red]{type(exc).__name__}: {exc}[/]")
+        raise typer.Exit(1) from None
+    console.print(
+        f"{stats.events} CRI events examined: {stats.archived} files archived, "
+        f"{stats.unchanged} already archived (same checksum), {stats.failed} failed."
+    )
+    for reason, n in sorted(stats.reasons.items()):
+        console.print(f"[yellow]  {n} x {reason}[/]")
+    if stats.failed:
+        console.print("Failures are recorded with their reason: `covage reports list`; retry with --retry-failed.")
+
+
+@reports_app.command("list")
+def reports_list(
+    order: Annotated[str | None, typer.Option(help="Only this order's reports (order_uuid).")] = None,
+) -> None:
+    """List archived and failed report files, from the warehouse's intervention_reports table."""
+    from rich.table import Table
+
+    from .reports import list_reports
+
+    settings = _settings()
+    try:
+        rows = list_reports(settings, order)
+    except Exception:
+        console.print("[red]No intervention_reports yet: run `covage reports fetch` first.[/]")
+        raise typer.Exit(1) from None
+    table = Table(title=f"Intervention reports ({len(rows)} files)")
+    for column in ("order", "event", "label", "status", "bytes", "sha256", "path or reason"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["order_uuid"],
+            r["event_uuid"],
+            r["file_label"],
+            r["status"],
+            str(r["size_bytes"] or ""),
+            (r["sha256"] or "")[:12],
+            r["archived_path"] or r["reason"] or "",
+        )
+    console.print(table)
+
+
 events_app = typer.Typer(help="Single events, straight from the API.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 

@@ -37,6 +37,7 @@ _ENV = {
     "destination": "COVAGE_DESTINATION",
     "postgres_url": "COVAGE_POSTGRES_URL",
     "models_schema": "COVAGE_MODELS_SCHEMA",
+    "reports_url": "COVAGE_REPORTS_URL",
 }
 _SECRETS = {"api_token", "postgres_url"}
 # duckdb and postgres are tested here; the others go through the same code (dlt destinations,
@@ -66,6 +67,7 @@ class Settings:
     # postgresql://user:password@host:port/database; None: dlt's destination.postgres.credentials
     postgres_url: str | None = field(default=None, repr=False)
     models_schema: str | None = None  # dbt's schema prefix: None = main (DuckDB), covage (PostgreSQL)
+    reports_url: str | None = None  # the CRI archive: a folder or any fsspec URL; None = <data_dir>/reports
     request_timeout: float | None = None  # None: dlt's [runtime] request_timeout
     max_attempts: int | None = None  # None: dlt's [runtime] request_max_attempts
     backoff_factor: float | None = None
@@ -78,6 +80,10 @@ class Settings:
     @property
     def pipelines_dir(self) -> Path:
         return self.data_dir / "dlt_pipelines"
+
+    @property
+    def reports_location(self) -> str:
+        return self.reports_url or str((self.data_dir / "reports").resolve())
 
     @property
     def dbt_schema(self) -> str:

@@ -16,6 +16,7 @@ from covage_pipeline.settings import Settings, load_settings
 from . import alerts
 from .ingestion import EVENTS_KEY, build_ingestion_assets, build_ingestion_checks
 from .models import ANALYSTS_COPY_KEY, BuildConfig, build_dbt_assets, build_publish_asset, dbt_project, dbt_resource
+from .reports import build_reports_asset
 from .warehouse import WAREHOUSE_TAGS
 
 INGEST_JOB = "ingest_and_build"
@@ -33,9 +34,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     dbt_assets = build_dbt_assets(settings, project)
     marts = [key for key in dbt_assets.keys if key.path[0] == "marts"]
     publish = build_publish_asset(settings, marts)
+    reports = build_reports_asset(settings)
     freshness = timedelta(minutes=float(os.environ.get("COVAGE_FRESHNESS_MINUTES", "60")))
 
-    # everything that depends on new events: the load, the models, the analysts' copy
+    # everything that depends on new events: the load, the report archive, the models, the copy
     ingest_job = dg.define_asset_job(
         INGEST_JOB,
         selection=dg.AssetSelection.assets(EVENTS_KEY).downstream(),
@@ -82,7 +84,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         return dg.SkipReason(f"{len(new)} new alerts; delivery: {counts or 'nothing pending'}")
 
     return dg.Definitions(
-        assets=[ingestion, dbt_assets, publish],
+        assets=[ingestion, reports, dbt_assets, publish],
         asset_checks=build_ingestion_checks(settings, freshness),
         jobs=[ingest_job, daily_job],
         schedules=schedules,

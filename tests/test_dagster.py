@@ -68,6 +68,8 @@ def test_the_whole_graph_then_only_new_events(setup):
     assert meta["marts/order_lifecycle_durations"]["chart"].startswith("![")
     assert "data:image/png;base64," in meta["marts/rejection_stats"]["chart"]
     assert "median lead time" in meta["analysts/marts_copy"]["headline_figures"]
+    cri_files = sum(len(t["data"]) for t in truth if t["type"] == "order-cri")
+    assert meta["covage/intervention_reports"]["files_archived"] == cri_files > 0
     checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
     assert checks["no_duplicate_event_uuid"] and checks["cursor_never_moves_backwards"]
     assert checks["events_are_fresh"] is False  # the emulator's clock is frozen in the past

@@ -278,7 +278,7 @@ def test_cri_links_expire_after_30_minutes_and_refresh_on_display(emulator_facto
     assert first.headers["content-type"] == "application/pdf"
     assert first.content.startswith(b"%PDF-")
     blob = parts.path.removeprefix("/blob/")
-    assert hashlib.sha256(first.content).digest() == hashlib.sha256(EventStore.blob_content(blob)).digest()
+    assert hashlib.sha256(first.content).digest() == hashlib.sha256(emu.store.blob_content(blob)).digest()
 
     emu.store.advance(29 * 60)
     assert httpx.get(link).status_code == 200

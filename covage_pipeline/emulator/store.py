@@ -189,6 +189,9 @@ class EventStore:
         self._secret = hashlib.sha256(f"blob-secret:{config.seed}".encode()).digest()
         self._seq = 0
         self._posted = 0
+        self.blob_versions: dict[str, int] = {}  # a file replaced at the source: its version goes up
+        self.revoked_blobs: set[str] = set()  # files the store refuses whatever the token
+        self.blob_downloads = 0
         self._events: list[Event] = []
         self._keys: list[int] = []
         self._by_uuid: dict[str, Event] = {}
@@ -463,12 +466,15 @@ class EventStore:
             return "AuthenticationFailed"
         if self.clock.now_us() > int(expiry_text):
             return "AuthenticationFailed: token expired"
+        if blob in self.revoked_blobs:
+            return "AuthorizationPermissionMismatch: access to this blob was revoked"
         return None
 
-    @staticmethod
-    def blob_content(blob: str) -> bytes:
-        """A small, valid PDF whose bytes depend only on the blob path."""
-        text = f"Compte rendu d'intervention - {blob}"
+    def blob_content(self, blob: str) -> bytes:
+        """A small, valid PDF whose bytes depend only on the blob path (and its version, once replaced)."""
+        self.blob_downloads += 1
+        version = self.blob_versions.get(blob, 0)
+        text = f"Compte rendu d'intervention - {blob}" + (f" (version {version + 1})" if version else "")
         stream = f"BT /F1 10 Tf 40 780 Td ({text}) Tj ET".encode()
         objects = [
             b"<< /Type /Catalog /Pages 2 0 R >>",

@@ -24,7 +24,7 @@ from .extraction import settings_for, warehouse
 
 @pytest.fixture
 def setup(emulator_factory, tmp_path):
-    emu = emulator_factory(orders=250)
+    emu = emulator_factory(orders=120)
     settings = settings_for(emu, tmp_path / "data")
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:

@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/emulator_throughput.py
 	$(BIN)/python benchmarks/ingest_throughput.py
 	$(BIN)/python benchmarks/dbt_build.py
+	$(BIN)/python benchmarks/postgres_ingest.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -39,9 +39,10 @@ dagster: $(STAMP)
 	DAGSTER_HOME="$(DAGSTER_HOME)" $(BIN)/dagster dev -m dagster_defs -h 127.0.0.1 -p 3000
 
 # JupyterLab on loopback, in notebooks/, with this environment's kernel ("Python 3")
+NOTEBOOKS_PORT ?= 8888
 notebooks: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[notebooks]'
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks
+	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(NOTEBOOKS_PORT) --no-browser --notebook-dir notebooks \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -60,3 +60,48 @@ def test_notebook_runs_and_draws_its_figures(name, marts_db, monkeypatch):
     assert len(images) == FIGURES[name]
     errors = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs if o.output_type == "error"]
     assert not errors
+
+
+def test_make_notebooks_serves_jupyterlab_on_loopback(tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = NOTEBOOKS.parent
+    env = {**os.environ, "JUPYTER_TOKEN": "test-token", "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    proc = subprocess.Popen(
+        ["make", "notebooks", f"NOTEBOOKS_PORT={port}"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, "make notebooks exited"
+            try:
+                contents = httpx.get(f"http://127.0.0.1:{port}/api/contents", params={"token": "test-token"}, timeout=2)
+                if contents.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "JupyterLab did not answer in 90 s"
+            time.sleep(0.5)
+        names = {item["name"] for item in contents.json()["content"]}
+        assert {f"{n}.ipynb" for n in FIGURES} <= names
+        lab = httpx.get(f"http://127.0.0.1:{port}/lab", params={"token": "test-token"}, timeout=10)
+        assert lab.status_code == 200
+        specs = httpx.get(f"http://127.0.0.1:{port}/api/kernelspecs", params={"token": "test-token"}, timeout=10)
+        assert "python3" in specs.json()["kernelspecs"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

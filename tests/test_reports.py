@@ -139,3 +139,19 @@ def test_cli_fetch_and_list(fed, tmp_path):
     assert listed.returncode == 0 and cri[0]["event_uuid"] in listed.stdout and "archived" in listed.stdout
     assert TOKEN not in fetched.stdout + fetched.stderr + listed.stdout
     assert "se=" not in fetched.stdout + listed.stdout
+
+
+def test_any_fsspec_url_holds_the_archive(emulator_factory, tmp_path):
+    """The archive goes through fsspec: here its in-memory filesystem stands for S3, Azure or GCS."""
+    import fsspec
+
+    emu = emulator_factory(orders=60, share_fiber_pro=1.0, share_activate_create=0.0, share_activate_activate=0.0)
+    settings = settings_for(emu, tmp_path / "data", reports_url="memory://covage-cri")
+    ingest(settings)
+    stats = archive_reports(settings)
+    assert stats.archived > 0 and stats.failed == 0
+    fs = fsspec.filesystem("memory")
+    for row in list_reports(settings):
+        assert row["archived_path"].startswith("/covage-cri/")
+        assert hashlib.sha256(fs.cat_file(row["archived_path"])).hexdigest() == row["sha256"]
+    assert not (tmp_path / "data" / "reports").exists()

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from covage_pipeline.emulator import FaultConfig, RunningEmulator
 from covage_pipeline.emulator.app import EmulatorApp
-from covage_pipeline.pipeline import IngestError, ingest
+from covage_pipeline.pipeline import IngestError, ingest, make_pipeline, resource_state
 from covage_pipeline.settings import load_settings
 
 from .conftest import TOKEN, make_config
@@ -65,17 +65,19 @@ def test_each_fault_mode_still_converges_to_ground_truth(emulator_factory, tmp_p
 def test_retries_running_out_fail_clearly_and_a_rerun_converges(emulator_factory, tmp_path):
     emu = emulator_factory(orders=200)
     settings = settings_for(emu, tmp_path, page_size=50, chunk_pages=3, max_attempts=3)
-    committed: dict = {}
+    chunk_ends: list[dict] = []  # the cursor at the end of each chunk: what a commit can hold
 
     def break_after_first_chunk(stats) -> None:
-        if stats.pages == 3:
-            committed.update(stats.cursor)
-        if stats.pages == 4:
+        if stats.pages % 3 == 0:
+            chunk_ends.append(dict(stats.cursor))
+        if stats.pages == 4:  # pages already prefetched still arrive; every request after fails
             emu.app.faults.configure(FaultConfig(error_rate=1.0, error_burst=10_000))
 
     with pytest.raises(IngestError) as info:
         ingest(settings, on_page=break_after_first_chunk)
     message = str(info.value)
+    committed = resource_state(make_pipeline(settings))["cursor"]
+    assert committed in chunk_ends  # a whole chunk, never a page past it
     assert committed["creation_date"] in message and committed["sort_value"] in message
     assert "covage ingest" in message
     kept = len(event_ids(settings))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .settings import Settings
+from .warehouse import query
 
 
 @dataclass(frozen=True)
@@ -15,13 +16,6 @@ class Figure:
     section: str
     label: str
     value: str
-
-
-def query_rows(settings: Settings, sql: str) -> list[dict]:
-    """Rows of a read query on the warehouse the settings name."""
-    from .warehouse import query
-
-    return query(settings, sql)
 
 
 def _pct(value) -> str:
@@ -34,7 +28,7 @@ def _num(value, unit: str = "", digits: int = 1) -> str:
 
 def headline_figures(settings: Settings) -> list[Figure]:
     m = settings.marts_schema
-    orders = query_rows(
+    orders = query(
         settings,
         f"select count(*) as orders, "
         f"count(case when outcome = 'open' then 1 end) as open, "
@@ -43,18 +37,18 @@ def headline_figures(settings: Settings) -> list[Figure]:
         f"count(case when outcome in ('cancelled', 'dropped') then 1 end) as cancelled "
         f"from {m}.orders",
     )[0]
-    delivery = query_rows(settings, f"select * from {m}.delivery_stats where period = 'overall'")
-    rejection = query_rows(settings, f"select * from {m}.rejection_stats where period = 'overall'")
-    top_code = query_rows(settings, f"select reject_code, code_share from {m}.rejection_reasons where code_rank = 1")
-    saturation = query_rows(settings, f"select * from {m}.saturation_stats where period = 'overall'")
-    appointments = query_rows(settings, f"select * from {m}.appointment_stats where period = 'overall'")
-    base = query_rows(settings, f"select * from {m}.service_base_monthly order by month_start desc limit 2")
-    backlog = query_rows(
+    delivery = query(settings, f"select * from {m}.delivery_stats where period = 'overall'")
+    rejection = query(settings, f"select * from {m}.rejection_stats where period = 'overall'")
+    top_code = query(settings, f"select reject_code, code_share from {m}.rejection_reasons where code_rank = 1")
+    saturation = query(settings, f"select * from {m}.saturation_stats where period = 'overall'")
+    appointments = query(settings, f"select * from {m}.appointment_stats where period = 'overall'")
+    base = query(settings, f"select * from {m}.service_base_monthly order by month_start desc limit 2")
+    backlog = query(
         settings,
         f"select count(*) as open, count(case when is_stuck then 1 end) as stuck, max(age_days) as oldest "
         f"from {m}.backlog",
     )[0]
-    quality = query_rows(settings, f"select issue, events from {m}.data_quality_summary order by events desc")
+    quality = query(settings, f"select issue, events from {m}.data_quality_summary order by events desc")
 
     d = delivery[0] if delivery else {}
     r = rejection[0] if rejection else {}

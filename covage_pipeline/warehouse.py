@@ -69,8 +69,7 @@ def query(settings: Settings, sql: str, params: list | None = None) -> list[dict
 
         statement = sql.replace("?", "%s")
         with make_pipeline(settings).sql_client() as client, client.execute_query(statement, *params) as cur:
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            return _dicts(cur)
     if settings.destination == "postgres":
         import psycopg2
 
@@ -78,14 +77,25 @@ def query(settings: Settings, sql: str, params: list | None = None) -> list[dict
         try:
             with con.cursor() as cur:
                 cur.execute(sql.replace("?", "%s"), params)
-                names = [d[0] for d in cur.description]
-                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+                return _dicts(cur)
         finally:
             con.close()
     with connect(settings) as con:
-        cur = con.execute(sql, params)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return _dicts(con.execute(sql, params))
+
+
+def _dicts(cursor) -> list[dict]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def read_only_rows(path, sql: str, params: list | None = None) -> list[dict]:
+    """Rows of one query on a DuckDB file opened read-only for the query alone (the analysts' copy)."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return _dicts(con.execute(sql, params or []))
+    finally:
+        con.close()
 
 
 def timeline(settings: Settings, object_uuid: str) -> list[dict]:

@@ -21,8 +21,7 @@ import httpx
 
 from covage_pipeline.publish import analysts_path
 from covage_pipeline.settings import Settings
-
-from .warehouse import warehouse_rows
+from covage_pipeline.warehouse import query, read_only_rows
 
 EVENT_ALERTS = {
     "order-rejected": "rejection",
@@ -79,14 +78,8 @@ def alerts_path(settings: Settings) -> Path:
 def _marts_rows(settings: Settings, sql_on_marts: str) -> list[dict]:
     """Reads the analysts' copy on DuckDB (never the warehouse: no lock), the marts on PostgreSQL."""
     if settings.destination == "duckdb":
-        con = duckdb.connect(str(analysts_path(settings)), read_only=True)
-        try:
-            cur = con.execute(sql_on_marts.replace("{marts}", "marts"))
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-        finally:
-            con.close()
-    return warehouse_rows(settings, sql_on_marts.replace("{marts}", settings.marts_schema))
+        return read_only_rows(analysts_path(settings), sql_on_marts.replace("{marts}", "marts"))
+    return query(settings, sql_on_marts.replace("{marts}", settings.marts_schema))
 
 
 def current_alerts(settings: Settings) -> list[Alert]:

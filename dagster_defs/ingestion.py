@@ -14,8 +14,9 @@ from dagster_dlt.translator import DltResourceTranslatorData
 from covage_pipeline.pipeline import IngestError, ingest, make_pipeline
 from covage_pipeline.settings import Settings
 from covage_pipeline.source import covage_source
+from covage_pipeline.warehouse import query
 
-from .warehouse import POOL, WAREHOUSE_TAGS, warehouse_rows
+from .warehouse import POOL, WAREHOUSE_TAGS
 
 EVENTS_KEY = dg.AssetKey(["covage", "events"])  # also the dbt source `covage.events`
 OWNERS = ["team:data"]
@@ -99,7 +100,7 @@ def build_ingestion_checks(settings: Settings, freshness: timedelta) -> list[dg.
 
     @dg.asset_check(asset=EVENTS_KEY, blocking=True, pool=POOL, description="No event_uuid appears twice.")
     def no_duplicate_event_uuid() -> dg.AssetCheckResult:
-        row = warehouse_rows(settings, f"select count(*) as n, count(distinct event_uuid) as d from {table}")[0]
+        row = query(settings, f"select count(*) as n, count(distinct event_uuid) as d from {table}")[0]
         return dg.AssetCheckResult(
             passed=row["n"] == row["d"],
             metadata={"events": row["n"], "duplicates": row["n"] - row["d"]},
@@ -111,7 +112,7 @@ def build_ingestion_checks(settings: Settings, freshness: timedelta) -> list[dg.
         description=f"The newest creation_date is less than {freshness} old (COVAGE_FRESHNESS_MINUTES).",
     )
     def events_are_fresh() -> dg.AssetCheckResult:
-        newest = warehouse_rows(settings, f"select max(creation_date) as newest from {table}")[0]["newest"]
+        newest = query(settings, f"select max(creation_date) as newest from {table}")[0]["newest"]
         now = datetime.now(UTC).replace(tzinfo=None)
         age = now - newest if newest else None
         return dg.AssetCheckResult(

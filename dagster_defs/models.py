@@ -18,10 +18,11 @@ from covage_pipeline.headlines import headline_figures
 from covage_pipeline.models import SQL_DIR, dbt, dbt_env
 from covage_pipeline.publish import analysts_path, publish_marts
 from covage_pipeline.settings import Settings
+from covage_pipeline.warehouse import query
 
 from . import charts
 from .ingestion import OWNERS
-from .warehouse import POOL, WAREHOUSE_TAGS, warehouse_rows
+from .warehouse import POOL, WAREHOUSE_TAGS
 
 ANALYSTS_COPY_KEY = dg.AssetKey(["analysts", "marts_copy"])
 CHARTED = {"order_lifecycle_durations", "rejection_stats"}
@@ -102,17 +103,15 @@ def build_dbt_assets(settings: Settings, project: DbtProject) -> dg.AssetsDefini
 
 def _row_count(settings: Settings, key: dg.AssetKey) -> int:
     layer, name = key.path
-    return warehouse_rows(settings, f'select count(*) as n from {settings.dbt_schema}_{layer}."{name}"')[0]["n"]
+    return query(settings, f'select count(*) as n from {settings.dbt_schema}_{layer}."{name}"')[0]["n"]
 
 
 def _chart(settings: Settings, mart: str) -> dg.MetadataValue:
     m = settings.marts_schema
     if mart == "rejection_stats":
-        rows = warehouse_rows(
-            settings, f"select * from {m}.rejection_stats where period = 'month' order by submission_month"
-        )
+        rows = query(settings, f"select * from {m}.rejection_stats where period = 'month' order by submission_month")
         return charts.rejection_rate_trend(rows)
-    rows = warehouse_rows(
+    rows = query(
         settings,
         f"select * from {m}.lifecycle_stats where period = 'month' and stage = 'lead_time' order by submission_month",
     )

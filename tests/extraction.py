@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import orjson
 
 from covage_pipeline.records import strip_url_tokens
 from covage_pipeline.settings import Settings, load_settings
 from covage_pipeline.timestamps import format_iso, is_canonical, parse_loose
+from covage_pipeline.warehouse import query
 
 from .conftest import TOKEN
 
@@ -31,24 +31,7 @@ def settings_for(emu, data_dir: Path, **overrides) -> Settings:
 
 
 def warehouse(settings: Settings, table: str = "events") -> list[dict]:
-    if settings.destination == "postgres":
-        import psycopg2
-
-        pg = psycopg2.connect(settings.resolved_postgres_url())
-        try:
-            with pg.cursor() as cur:
-                cur.execute(f'select * from "{settings.dataset}"."{table}"')
-                names = [d[0] for d in cur.description]
-                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-        finally:
-            pg.close()
-    con = duckdb.connect(str(settings.duckdb_path), read_only=True)
-    try:
-        cur = con.execute(f'select * from "{settings.dataset}"."{table}"')
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    finally:
-        con.close()
+    return query(settings, f'select * from "{settings.dataset}"."{table}"')
 
 
 def event_ids(settings: Settings) -> list[str]:
@@ -80,3 +63,28 @@ def assert_equals_ground_truth(settings: Settings, truth: list[dict]) -> None:
         if isinstance(data, str):  # DuckDB hands JSON back as text, psycopg2 as Python objects
             data = orjson.loads(data)
         assert data == strip_url_tokens(t["data"]), (data, t["data"])
+
+
+def kill_at_random_points_then_rerun(emu, env: dict, trials: int, seed: int, wait=(1.5, 6.0)) -> int:
+    """`covage ingest` killed (SIGKILL) at random points `trials` times, the feed moving on between
+    attempts, then run to the end; returns how many runs were killed. The caller checks the data."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    covage = str(Path(sys.executable).with_name("covage"))
+    rng = random.Random(seed)
+    killed = 0
+    for _ in range(trials):
+        proc = subprocess.Popen([covage, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(*wait))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.wait()
+        emu.store.advance(rng.uniform(0, 4 * 3600))
+    final = subprocess.run([covage, "ingest"], env=env, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stdout + final.stderr
+    return killed

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import random
-import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import orjson
@@ -24,7 +19,7 @@ from covage_pipeline.pipeline import IngestError, ingest, make_pipeline, resourc
 from covage_pipeline.settings import load_settings
 
 from .conftest import TOKEN, make_config
-from .extraction import assert_equals_ground_truth, event_ids, settings_for, warehouse
+from .extraction import assert_equals_ground_truth, event_ids, kill_at_random_points_then_rerun, settings_for, warehouse
 
 FAULTS = {
     "error_bursts": {"error_rate": 0.3, "error_burst": 2},
@@ -251,20 +246,8 @@ def test_sigkill_at_random_points_then_rerun_converges(emulator_factory, tmp_pat
         "COVAGE_PAGE_SIZE": "50",
         "COVAGE_CHUNK_PAGES": "2",
     }
-    covage = str(Path(sys.executable).with_name("covage"))
-    rng = random.Random(20261127)
-    killed = 0
-    for _ in range(KILL_TRIALS):
-        proc = subprocess.Popen([covage, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.5, 6.0))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            killed += 1
-        proc.wait()
-        emu.store.advance(rng.uniform(0, 4 * 3600))  # the feed moves on between attempts
+    killed = kill_at_random_points_then_rerun(emu, env, KILL_TRIALS, seed=20261127)
     assert killed >= 2, "the trials should interrupt runs, not watch them finish"
-    final = subprocess.run([covage, "ingest"], env=env, capture_output=True, text=True, timeout=300)
-    assert final.returncode == 0, final.stdout + final.stderr
     settings = load_settings(data_dir=tmp_path)
     assert_equals_ground_truth(settings, emu.store.ground_truth(emu.url))
 

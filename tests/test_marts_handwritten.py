@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-import duckdb
 import pytest
 
 from covage_pipeline.models import build
 from covage_pipeline.pipeline import ingest
+from covage_pipeline.warehouse import query
 
 from .conftest import make_config
 from .eventlog import APRIL, EVENTS, MARCH, at
@@ -31,16 +31,12 @@ def marts(tmp_path_factory):
         ingest(settings)
         result = build(settings)
         assert result.success, (result.error, result.failures)
-        con = duckdb.connect(str(settings.duckdb_path))
 
-        def query(sql: str) -> list[dict]:
-            cur = con.execute(sql)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        def rows(sql: str) -> list[dict]:
+            return query(settings, sql)
 
-        query.settings = settings
-        yield query, emu.url
-        con.close()
+        rows.settings = settings
+        yield rows, emu.url
 
 
 def _same(got, want) -> bool:

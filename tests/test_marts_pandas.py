@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 
-import duckdb
 import pytest
 
 from covage_pipeline.models import build
 from covage_pipeline.pipeline import ingest
+from covage_pipeline.warehouse import query
 
 from . import marts_pandas as pdm
 from .extraction import settings_for
@@ -28,18 +28,14 @@ def built(tmp_path_factory):
         truth = emu.store.ground_truth(emu.url)
     result = build(settings)
     assert result.success, (result.error, result.failures)
-    con = duckdb.connect(str(settings.duckdb_path))
 
-    def query(sql: str) -> list[dict]:
-        cur = con.execute(sql)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    def rows(sql: str) -> list[dict]:
+        return query(settings, sql)
 
     ev = pdm.events_frame(truth)
     orders = pdm.orders(ev)
     assert len(orders) > 3000
-    yield query, ev, orders
-    con.close()
+    return rows, ev, orders
 
 
 def _close(got, want) -> bool:

@@ -8,6 +8,7 @@ import pytest
 from covage_pipeline.emulator import catalogue
 from covage_pipeline.models import build, dbt
 from covage_pipeline.pipeline import ingest
+from covage_pipeline.warehouse import query
 
 from .extraction import settings_for
 
@@ -20,23 +21,12 @@ def warehouse(emulator_factory, tmp_path):
     return emu, settings
 
 
-def _rows(settings, sql: str) -> list[dict]:
-    # dbt-duckdb may keep its own connection open in this process: open the file the same way
-    con = duckdb.connect(str(settings.duckdb_path))
-    try:
-        cur = con.execute(sql)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    finally:
-        con.close()
-
-
 def test_build_types_every_documented_payload_field(warehouse):
     emu, settings = warehouse
     result = build(settings)
     assert result.success, result.error
     assert result.statuses and not result.failures
-    staged = {r["event_uuid"]: r for r in _rows(settings, "select * from main_staging.stg_events")}
+    staged = {r["event_uuid"]: r for r in query(settings, "select * from main_staging.stg_events")}
     truth = emu.store.ground_truth(emu.url)
     assert set(staged) == {t["event_uuid"] for t in truth}
     fields = {

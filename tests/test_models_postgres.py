@@ -9,11 +9,9 @@ import math
 from datetime import datetime
 from decimal import Decimal
 
-import duckdb
-import psycopg2
-
 from covage_pipeline.models import build
 from covage_pipeline.pipeline import ingest
+from covage_pipeline.warehouse import query
 
 from .conftest import POSTGRES_URL
 from .eventlog import EVENTS
@@ -45,25 +43,8 @@ STAGING = [
 ]
 
 
-def _pg_rows(schema: str, table: str) -> list[dict]:
-    con = psycopg2.connect(POSTGRES_URL)
-    try:
-        with con.cursor() as cur:
-            cur.execute(f'select * from "{schema}"."{table}"')
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    finally:
-        con.close()
-
-
-def _duck_rows(path, schema: str, table: str) -> list[dict]:
-    con = duckdb.connect(str(path))
-    try:
-        cur = con.execute(f'select * from "{schema}"."{table}"')
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    finally:
-        con.close()
+def _table(settings, schema: str, table: str) -> list[dict]:
+    return query(settings, f'select * from "{schema}"."{table}"')
 
 
 def _plain(value):
@@ -124,9 +105,6 @@ def test_models_build_on_postgres_and_equal_duckdb(emulator_factory, tmp_path, p
     assert sum(1 for node in result.statuses if node.startswith("test.")) > 50  # the tests ran there too
 
     for table, key in STAGING:
-        duck_rows = _duck_rows(duck.duckdb_path, "main_staging", table)
-        _assert_same(duck_rows, _pg_rows(f"{pg_prefix}_staging", table), key, table)
+        _assert_same(_table(duck, "main_staging", table), _table(pg, f"{pg_prefix}_staging", table), key, table)
     for table, key in MARTS:
-        _assert_same(
-            _duck_rows(duck.duckdb_path, "main_marts", table), _pg_rows(f"{pg_prefix}_marts", table), key, table
-        )
+        _assert_same(_table(duck, "main_marts", table), _table(pg, f"{pg_prefix}_marts", table), key, table)

@@ -5,12 +5,6 @@ test creates and drops."""
 from __future__ import annotations
 
 import os
-import random
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import psycopg2
 
@@ -19,7 +13,7 @@ from covage_pipeline.settings import load_settings
 from covage_pipeline.source import covage_source
 
 from .conftest import POSTGRES_URL, TOKEN
-from .extraction import assert_equals_ground_truth, settings_for
+from .extraction import assert_equals_ground_truth, kill_at_random_points_then_rerun, settings_for
 
 
 def _pg_settings(emu, tmp_path, prefix, **overrides):
@@ -68,20 +62,8 @@ def test_sigkill_then_rerun_converges_on_postgres(emulator_factory, tmp_path, pg
         "COVAGE_PAGE_SIZE": "50",
         "COVAGE_CHUNK_PAGES": "2",
     }
-    covage = str(Path(sys.executable).with_name("covage"))
-    rng = random.Random(7)
-    killed = 0
-    for _ in range(3):
-        proc = subprocess.Popen([covage, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(2.0, 5.0))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            killed += 1
-        proc.wait()
-        emu.store.advance(rng.uniform(0, 4 * 3600))
+    killed = kill_at_random_points_then_rerun(emu, env, trials=3, seed=7, wait=(2.0, 5.0))
     assert killed >= 2, "the trials should interrupt runs, not watch them finish"
-    final = subprocess.run([covage, "ingest"], env=env, capture_output=True, text=True, timeout=300)
-    assert final.returncode == 0, final.stdout + final.stderr
     settings = load_settings(
         data_dir=tmp_path, destination="postgres", postgres_url=POSTGRES_URL, dataset=f"{pg_prefix}_raw"
     )

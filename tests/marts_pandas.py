@@ -137,12 +137,13 @@ def orders(ev: pd.DataFrame) -> pd.DataFrame:
     for column in out.columns:
         if column.endswith("_at") or column == "status_since":
             out[column] = pd.to_datetime(out[column])
+    out["submission_month"] = out["submitted_at"].dt.to_period("M").dt.to_timestamp().dt.date
     return out
 
 
 def durations(orders_df: pd.DataFrame) -> pd.DataFrame:
     out = orders_df[["order_uuid", "kosc_order_ref", "outcome"]].copy()
-    out["submission_month"] = orders_df["submitted_at"].dt.to_period("M").dt.to_timestamp().dt.date
+    out["submission_month"] = orders_df["submission_month"]
     out["is_saturated"] = orders_df["saturated_at"].notna()
     out["is_localloop_saturated"] = orders_df["localloop_saturations"] > 0
     out["is_network_saturated"] = orders_df["network_saturations"] > 0
@@ -197,9 +198,7 @@ def delivery_stats(dur: pd.DataFrame) -> list[dict]:
 
 
 def _with_month(orders_df: pd.DataFrame) -> pd.DataFrame:
-    df = orders_df[orders_df["submitted_at"].notna()].copy()
-    df["submission_month"] = df["submitted_at"].dt.to_period("M").dt.to_timestamp().dt.date
-    return df
+    return orders_df[orders_df["submitted_at"].notna()].copy()
 
 
 def rejection_stats(orders_df: pd.DataFrame) -> list[dict]:

@@ -6,7 +6,7 @@ with
 
 orders as (
 
-    select *, cast(date_trunc('month', submitted_at) as date) as submission_month
+    select *
     from {{ ref('orders') }}
     where submitted_at is not null
 
@@ -15,8 +15,7 @@ orders as (
 stats as (
 
     select
-        case when grouping(submission_month) = 1 then 'overall' else 'month' end as period,
-        submission_month,
+        {{ period_and_month() }},
         cast(sum(appointments_agreed) as bigint) as appointments_agreed,
         cast(sum(appointments_confirmed) as bigint) as appointments_confirmed,
         cast(sum(appointments_missed) as bigint) as appointments_missed,

@@ -13,8 +13,7 @@ durations as (
 stats as (
 
     select
-        case when grouping(submission_month) = 1 then 'overall' else 'month' end as period,
-        submission_month,
+        {{ period_and_month() }},
         count(*) as orders_submitted,
         count(lead_time_days) as orders_completed,
         {%- for days in [7, 14, 30] %}

@@ -26,8 +26,7 @@ stage_durations as (
 stats as (
 
     select
-        case when grouping(submission_month) = 1 then 'overall' else 'month' end as period,
-        submission_month,
+        {{ period_and_month() }},
         stage,
         count(*) as orders,
         avg(hours) as mean_hours,

@@ -17,7 +17,7 @@ durations as (
     select
         order_uuid,
         kosc_order_ref,
-        cast(date_trunc('month', submitted_at) as date) as submission_month,
+        submission_month,
         outcome,
         saturated_at is not null as is_saturated,
         localloop_saturations > 0 as is_localloop_saturated,

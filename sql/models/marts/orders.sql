@@ -130,6 +130,7 @@ final as (
         milestones.order_uuid,
         milestones.kosc_order_ref,
         milestones.submitted_at,
+        cast(date_trunc('month', milestones.submitted_at) as date) as submission_month,
         milestones.acknowledged_at,
         milestones.running_at,
         milestones.appointment_agreed_at,

@@ -8,7 +8,6 @@ orders as (
 
     select
         *,
-        cast(date_trunc('month', submitted_at) as date) as submission_month,
         {{ hours_between('submitted_at', 'rejected_at') }} as hours_to_rejection
     from {{ ref('orders') }}
     where submitted_at is not null
@@ -18,8 +17,7 @@ orders as (
 stats as (
 
     select
-        case when grouping(submission_month) = 1 then 'overall' else 'month' end as period,
-        submission_month,
+        {{ period_and_month() }},
         count(*) as orders_submitted,
         count(case when is_final then 1 end) as orders_finished,
         count(case when outcome = 'rejected' then 1 end) as orders_rejected,

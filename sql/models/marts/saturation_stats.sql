@@ -14,8 +14,7 @@ durations as (
 stats as (
 
     select
-        case when grouping(submission_month) = 1 then 'overall' else 'month' end as period,
-        submission_month,
+        {{ period_and_month() }},
         count(*) as orders_submitted,
         count(case when is_localloop_saturated then 1 end) as orders_localloop_saturated,
         count(case when is_network_saturated then 1 end) as orders_network_saturated,

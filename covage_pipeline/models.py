@@ -8,6 +8,8 @@ without it.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -66,6 +68,42 @@ def dbt(settings: Settings, *args: str) -> BuildResult:
         statuses[node.node.unique_id] = str(node.status)
     error = None if result.success else str(result.exception or "dbt reported failures")
     return BuildResult(bool(result.success), statuses, error)
+
+
+PROJECT_SOURCES = ("*.sql", "*.yml", "*.yaml", "*.md", "*.csv")
+
+
+def _newest_source_mtime() -> float:
+    skip = {"target", "logs", "dbt_packages"}
+    return max(
+        path.stat().st_mtime
+        for pattern in PROJECT_SOURCES
+        for path in SQL_DIR.rglob(pattern)
+        if not skip.intersection(path.relative_to(SQL_DIR).parts)
+    )
+
+
+def prepare_manifest(settings: Settings) -> Path:
+    """`sql/target/manifest.json`, parsed again only when a file of the project is newer.
+
+    Why not dagster-dbt's `prepare_if_dev()`: it parses on every load of the definitions, and
+    `dagster dev` loads them in every step's process. Two parses writing `sql/target` at once (or
+    one step reading the manifest while another rewrites it) failed runs. Here a parse writes into
+    a private folder and the manifest is renamed into place, so a reader sees a whole file.
+    """
+    manifest = SQL_DIR / "target" / "manifest.json"
+    if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime():
+        return manifest
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix="parse-", dir=manifest.parent))
+    try:
+        result = dbt(settings, "parse", "--target-path", str(private))
+        if not result.success:
+            raise RuntimeError(f"dbt parse failed, so the dbt assets cannot be defined: {result.error}")
+        os.replace(private / "manifest.json", manifest)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return manifest
 
 
 # Engines whose SQL the models do not speak yet: the dispatch macros in sql/macros/ and a few

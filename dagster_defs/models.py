@@ -2,7 +2,7 @@
 the analysts' copy of the marts published after each build.
 
 The dbt source `covage.events` has the dlt asset's key, so the graph runs from the API to every
-mart in one lineage. The manifest is prepared here when missing (first load, CI, a fresh clone).
+mart in one lineage. The manifest is prepared here when missing or stale (a fresh clone, an edit).
 """
 
 import os
@@ -15,7 +15,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from covage_pipeline.headlines import headline_figures
-from covage_pipeline.models import SQL_DIR, dbt, dbt_env
+from covage_pipeline.models import SQL_DIR, dbt_env, prepare_manifest
 from covage_pipeline.publish import analysts_path, publish_marts
 from covage_pipeline.settings import Settings
 from covage_pipeline.warehouse import query
@@ -46,17 +46,10 @@ class CovageDbtTranslator(DagsterDbtTranslator):
 
 
 def dbt_project(settings: Settings) -> DbtProject:
-    """The project in sql/, its manifest prepared if missing (dbt parse, about 6 s)."""
+    """The project in sql/, its manifest parsed when missing or older than the SQL (about 6 s)."""
     os.environ.update(dbt_env(settings))
-    project = DbtProject(project_dir=SQL_DIR, profiles_dir=SQL_DIR, target=settings.destination)
-    # Not `project.prepare_if_dev()`: its preparer looks for `dbt` on PATH, and the definitions
-    # must load without an activated environment. dbt's Python runner needs no PATH; under
-    # `dagster dev` it parses on every load so edits to the SQL show up.
-    if os.environ.get("DAGSTER_IS_DEV_CLI") or not Path(project.manifest_path).exists():
-        result = dbt(settings, "parse")
-        if not result.success:
-            raise RuntimeError(f"dbt parse failed, so the dbt assets cannot be defined: {result.error}")
-    return project
+    prepare_manifest(settings)
+    return DbtProject(project_dir=SQL_DIR, profiles_dir=SQL_DIR, target=settings.destination)
 
 
 def dbt_resource(settings: Settings, project: DbtProject) -> DbtCliResource:

@@ -103,3 +103,30 @@ def test_engines_not_ported_say_so_instead_of_failing_midway(tmp_path):
     with pytest.raises(ValueError, match="COVAGE_DESTINATION must be one of"):
         load_settings(destination="oracle")
     assert load_settings(destination="motherduck", data_dir=tmp_path).dbt_schema == "main"
+
+
+def test_the_manifest_is_parsed_only_when_the_project_changed(tmp_path, monkeypatch):
+    """Every Dagster step process loads the definitions: they must not all rewrite the manifest."""
+    import os
+    import shutil
+
+    from covage_pipeline import models
+    from covage_pipeline.settings import load_settings
+
+    project = tmp_path / "sql"
+    shutil.copytree(models.SQL_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    monkeypatch.setattr(models, "SQL_DIR", project)
+    settings = load_settings(data_dir=tmp_path / "data")
+
+    manifest = models.prepare_manifest(settings)
+    assert manifest == project / "target" / "manifest.json" and manifest.exists()
+    parsed_at = manifest.stat().st_mtime_ns
+    assert models.prepare_manifest(settings).stat().st_mtime_ns == parsed_at  # fresh: not parsed again
+
+    model = project / "models" / "marts" / "orders.sql"
+    earlier = model.stat().st_mtime - 60
+    os.utime(manifest, (earlier, earlier))  # as if orders.sql had been edited after the last parse
+    reparsed = models.prepare_manifest(settings).stat().st_mtime_ns
+    assert reparsed > parsed_at  # parsed again
+    assert models.prepare_manifest(settings).stat().st_mtime_ns == reparsed
+    assert [p.name for p in (project / "target").iterdir() if p.name.startswith("parse-")] == []

@@ -61,13 +61,17 @@ def _events(settings: Settings) -> str:
 
 
 def query(settings: Settings, sql: str, params: list | None = None) -> list[dict]:
-    """Rows of one read query on the warehouse, whatever the engine; `?` placeholders."""
+    """Rows of one read query on the warehouse, whatever the engine; `?` placeholders.
+
+    A `%` is always SQL; without params a `?` is too (in a regex, say).
+    """
     params = params or []
+    # the DB-API drivers of the other engines use %s, and interpolate only when given parameters
+    statement = sql.replace("%", "%%").replace("?", "%s") if params else sql
     if settings.destination not in ("duckdb", "postgres"):
         # the other engines through dlt's own SQL client (their credentials are dlt's)
         from .pipeline import make_pipeline
 
-        statement = sql.replace("?", "%s")
         with make_pipeline(settings).sql_client() as client, client.execute_query(statement, *params) as cur:
             return _dicts(cur)
     if settings.destination == "postgres":
@@ -76,7 +80,7 @@ def query(settings: Settings, sql: str, params: list | None = None) -> list[dict
         con = psycopg2.connect(settings.resolved_postgres_url())
         try:
             with con.cursor() as cur:
-                cur.execute(sql.replace("?", "%s"), params)
+                cur.execute(statement, params or None)
                 return _dicts(cur)
         finally:
             con.close()

@@ -108,3 +108,64 @@ def test_models_build_on_postgres_and_equal_duckdb(emulator_factory, tmp_path, p
         _assert_same(_table(duck, "main_staging", table), _table(pg, f"{pg_prefix}_staging", table), key, table)
     for table, key in MARTS:
         _assert_same(_table(duck, "main_marts", table), _table(pg, f"{pg_prefix}_marts", table), key, table)
+
+
+# Slot dates as the operator may write them: normal forms, the reference's AM/PM variants, and
+# values with no sane reading (out of range, not a date).
+SPELLINGS = [
+    "2017-05-09T15:59:55.669742",
+    "2026-06-22T21:40:53.1",
+    "2026-06-22T21:40:53",
+    "2026-06-22 21:40:53",
+    "2017-05-09T16:1:04 AM.637766",
+    "2017-04-22T10:12:00 AM.459593",
+    "2017-04-22T12:12:00 AM.459593",
+    "2017-04-22T02:12:00 PM",
+    "2026-04-05T2:5:00 PM.5",
+    "2024-02-29T10:00:00",
+    "2026-02-29T10:00:00",
+    "2026-13-01T00:00:00",
+    "2026-06-22T23:60:00",
+    "0000-00-00T00:00:00",
+    "yesterday",
+    "",
+]
+
+
+def _loose_timestamps(settings, values: list[str]) -> list:
+    """The `loose_timestamp` macro, compiled by dbt for the settings' engine, run there."""
+    import os
+
+    from dbt.cli.main import dbtRunner
+
+    from covage_pipeline.models import SQL_DIR, dbt_env
+
+    selects = [f"select {i} as i, {{{{ loose_timestamp(\"'{v}'\") }}}} as parsed" for i, v in enumerate(values)]
+    os.environ.update(dbt_env(settings))
+    args = ["compile", "--quiet", "--inline", " union all ".join(selects), "--target", settings.destination]
+    result = dbtRunner().invoke([*args, "--project-dir", str(SQL_DIR), "--profiles-dir", str(SQL_DIR)])
+    assert result.success, result.exception
+    rows = query(settings, result.result.results[0].node.compiled_code)
+    return [row["parsed"] for row in sorted(rows, key=lambda row: row["i"])]
+
+
+def test_slot_dates_read_the_same_on_both_engines_and_in_python(tmp_path, pg_prefix):
+    from covage_pipeline.settings import load_settings
+    from covage_pipeline.timestamps import parse_loose
+
+    expected = [parse_loose(v) for v in SPELLINGS]
+    assert expected[4] == datetime(2017, 5, 9, 16, 1, 4, 637766) and expected[10] is None  # the cases bite
+    duck = load_settings(data_dir=tmp_path)
+    pg = load_settings(data_dir=tmp_path, destination="postgres", postgres_url=POSTGRES_URL, models_schema=pg_prefix)
+    assert _loose_timestamps(duck, SPELLINGS) == expected
+    assert [_plain(v) for v in _loose_timestamps(pg, SPELLINGS)] == expected
+
+
+def test_a_query_without_parameters_goes_as_written(tmp_path):
+    """`%` in a LIKE and `?` in a regex are SQL, not placeholders, when no parameter is given."""
+    from covage_pipeline.settings import load_settings
+
+    pg = load_settings(data_dir=tmp_path, destination="postgres", postgres_url=POSTGRES_URL)
+    sql = "select 'order-x' like 'order-%' as liked, 'ab' ~ '^ab?$' as matched"
+    assert query(pg, sql) == [{"liked": True, "matched": True}]
+    assert query(pg, "select ? || '%' as text", ["order"]) == [{"text": "order%"}]

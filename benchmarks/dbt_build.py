@@ -1,14 +1,17 @@
-"""`covage build` (dbt build: every model and every test) on ~1,000,000 events, full and after a
-small incremental load, next to DuckDB alone running the same compiled SQL in the same run.
+"""`dbt build` (every model and every test) on ~1,000,000 events, full and after a small
+incremental load, next to DuckDB alone running the same compiled SQL in the same run; and what
+`covage build` adds after it, the analysts' copy of the marts.
 
 Steps, against one emulator process with a frozen clock:
 1. backfill with `covage ingest`; copy the warehouse;
-2. `covage build` (the full build), timed as a user runs it (a subprocess) and as dbt reports it;
-   then DuckDB alone runs the SQL dbt compiled, node by node in dependency order, on the copy;
+2. the full build: the `dbt build` command as a user runs it (a subprocess, start-up and parsing
+   included) and as dbt reports it, then the analysts' copy (what `covage build` does next); then
+   DuckDB alone runs the SQL dbt compiled, node by node in dependency order, on the copy;
 3. the emulator's clock moves on (a few hundred new events); `covage ingest`; copy the warehouse;
-4. `covage build` again (stg_events is incremental: it reads only the new loads), timed; DuckDB
-   alone runs that build's compiled SQL on the copy.
-Ratios are dbt / DuckDB alone. Target: the incremental build under 15 s and within 3x.
+4. the build again (stg_events is incremental: it reads only the new loads), timed the same way;
+   DuckDB alone runs that build's compiled SQL on the copy.
+Ratios are the dbt build command / DuckDB alone. Target: the incremental build under 15 s and
+within 3x.
 
     .venv/bin/python benchmarks/dbt_build.py [--orders 145000] [--advance-s 3600]
 """
@@ -28,6 +31,10 @@ from pathlib import Path
 import duckdb
 import httpx
 
+from covage_pipeline.models import SQL_DIR, dbt_env
+from covage_pipeline.publish import publish_marts
+from covage_pipeline.settings import load_settings
+
 sys.path.insert(0, str(Path(__file__).parent))
 from emulator_throughput import TOKEN, free_port, start_emulator, stop, wait_http
 
@@ -39,6 +46,23 @@ TARGET = ROOT / "sql" / "target"
 def covage(*args: str, env: dict) -> float:
     t0 = time.perf_counter()
     subprocess.run([str(BIN / "covage"), *args], env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def dbt_build(env: dict) -> float:
+    """`dbt build` on the warehouse the environment describes, as `covage build` runs it."""
+    settings = load_settings()
+    dbt_vars = {**env, **dbt_env(settings)}
+    command = [str(BIN / "dbt"), "build", "--target", "duckdb", "--project-dir", str(SQL_DIR)]
+    t0 = time.perf_counter()
+    subprocess.run([*command, "--profiles-dir", str(SQL_DIR)], env=dbt_vars, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def publish() -> float:
+    """The analysts' copy, the step `covage build` runs after dbt."""
+    t0 = time.perf_counter()
+    publish_marts(load_settings())
     return time.perf_counter() - t0
 
 
@@ -115,6 +139,7 @@ def main() -> None:
         "RUNTIME__DLTHUB_TELEMETRY": "false",
         "DO_NOT_TRACK": "1",
     }
+    os.environ.update(env)  # the settings of the in-process steps (the copy) are the subprocesses'
     print(f"starting the emulator with {args.orders:,} orders...", flush=True)
     emulator = start_emulator(port, args.orders)
     try:
@@ -128,8 +153,9 @@ def main() -> None:
         (tmp / "incremental").mkdir()
         shutil.copy(db, tmp / "full" / db.name)
 
-        full_s = covage("build", env=env)
+        full_s = dbt_build(env)
         full_dbt = dbt_elapsed()
+        full_copy = publish()
         full_alone, n_full = duckdb_alone(tmp / "full" / db.name, incremental=False)
 
         before = events[0]
@@ -139,21 +165,27 @@ def main() -> None:
         new = con.execute("select count(*) from covage_raw.events").fetchone()[0] - before
         con.close()
         shutil.copy(db, tmp / "incremental" / db.name)
-        incr_s = covage("build", env=env)
+        incr_s = dbt_build(env)
         incr_dbt = dbt_elapsed()
-        incr_alone, n_incr = duckdb_alone(tmp / "incremental" / db.name, incremental=True)
+        incr_copy = publish()
+        incr_alone, _ = duckdb_alone(tmp / "incremental" / db.name, incremental=True)
     finally:
         stop(emulator)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\n{'':34}{'covage build':>14}{'dbt elapsed':>13}{'DuckDB alone':>14}{'ratio':>8}")
-    for label, wall, inner, alone, _n in (
-        (f"full build ({events[0]:,} events)", full_s, full_dbt, full_alone, n_full),
-        (f"incremental build (+{new:,} events)", incr_s, incr_dbt, incr_alone, n_incr),
+    print(f"\n{'':34}{'dbt build':>11}{'dbt elapsed':>13}{'DuckDB alone':>14}{'ratio':>8}{'+ copy':>9}")
+    for label, wall, inner, alone, copy in (
+        (f"full build ({events[0]:,} events)", full_s, full_dbt, full_alone, full_copy),
+        (f"incremental build (+{new:,} events)", incr_s, incr_dbt, incr_alone, incr_copy),
     ):
-        print(f"{label:34}{wall:>12.1f} s{inner:>11.1f} s{alone:>12.2f} s{wall / alone:>7.1f}x")
-    print(f"\n(ratio = covage build / DuckDB alone; {n_full} compiled statements: models then tests)")
+        print(f"{label:34}{wall:>9.1f} s{inner:>11.1f} s{alone:>12.2f} s{wall / alone:>7.1f}x{copy:>7.1f} s")
+    print(
+        f"\n(dbt build = the command, start-up and parsing included; ratio = dbt build / DuckDB alone; "
+        f"{n_full} compiled statements: models then tests; + copy = the analysts' copy that `covage build` "
+        "publishes after dbt)"
+    )
     print(f"incremental build: {'under' if incr_s < 15 else 'OVER'} 15 s; {incr_s / incr_alone:.1f}x DuckDB alone")
+    print(f"incremental `covage build` (dbt build + copy): {incr_s + incr_copy:.1f} s")
 
 
 if __name__ == "__main__":

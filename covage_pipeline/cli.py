@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -303,11 +304,13 @@ def build_command(
     if settings.destination == "duckdb" and not settings.duckdb_path.exists():
         console.print(f"[red]No warehouse at {settings.duckdb_path}: run `covage ingest` first.[/]")
         raise typer.Exit(1)
+    started = time.perf_counter()
     result = build(settings, select)
     counts: dict[str, int] = {}
     for status in result.statuses.values():
         counts[status] = counts.get(status, 0) + 1
-    console.print("dbt build: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    console.print(f"dbt build: {summary} in {time.perf_counter() - started:.1f} s")
     if not result.success:
         for node, status in result.failures.items():
             console.print(f"[red]{status}: {node}[/]")
@@ -316,8 +319,12 @@ def build_command(
     if settings.destination == "duckdb" and not select:
         from .publish import analysts_path, publish_marts
 
+        started = time.perf_counter()
         marts = publish_marts(settings)
-        console.print(f"Analysts' copy: {len(marts)} marts in {analysts_path(settings)} (`covage sql` reads it).")
+        console.print(
+            f"Analysts' copy: {len(marts)} marts published to {analysts_path(settings)} "
+            f"in {time.perf_counter() - started:.1f} s (`covage sql` reads it)."
+        )
 
 
 def print_headlines(settings) -> None:

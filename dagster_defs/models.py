@@ -6,6 +6,7 @@ mart in one lineage. The manifest is prepared here when missing or stale (a fres
 """
 
 import os
+import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,10 @@ from .warehouse import POOL, WAREHOUSE_TAGS
 
 ANALYSTS_COPY_KEY = dg.AssetKey(["analysts", "marts_copy"])
 CHARTED = {"order_lifecycle_durations", "rejection_stats"}
+# dagster-dbt gives each invocation its own folder under sql/target (about 5 MB: manifest,
+# compiled SQL, run results, logs); a 5-minute schedule would leave 1.4 GB a day. The newest are
+# kept to look into a failed build.
+KEEP_TARGET_FOLDERS = 5
 
 
 class CovageDbtTranslator(DagsterDbtTranslator):
@@ -81,7 +86,11 @@ def build_dbt_assets(settings: Settings, project: DbtProject) -> dg.AssetsDefini
         # it, so the events are held until the build ends, then reported with them attached.
         # (dagster-dbt's fetch_row_counts would open the file in this process through the dbt
         # adapter and keep it open, with a configuration no other reader here could match.)
-        events = list(dbt.cli(args, context=context).stream())
+        invocation = dbt.cli(args, context=context)
+        try:
+            events = list(invocation.stream())
+        finally:
+            _prune_target_folders(invocation.target_path, KEEP_TARGET_FOLDERS)
         for event in events:
             if isinstance(event, dg.Output):
                 key = context.asset_key_for_output(event.output_name)
@@ -92,6 +101,14 @@ def build_dbt_assets(settings: Settings, project: DbtProject) -> dg.AssetsDefini
             yield event
 
     return covage_dbt
+
+
+def _prune_target_folders(latest: Path, keep: int) -> None:
+    """Deletes all but the `keep` newest invocation folders of this asset beside `latest`."""
+    name = latest.name.split("-")[0]  # <op name>-<run id>-<unique id>
+    folders = sorted(latest.parent.glob(f"{name}-*"), key=lambda folder: folder.stat().st_mtime, reverse=True)
+    for folder in folders[keep:]:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _row_count(settings: Settings, key: dg.AssetKey) -> int:

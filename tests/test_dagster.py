@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from datetime import timedelta
@@ -13,12 +14,13 @@ import dagster as dg
 import duckdb
 import pytest
 
+from covage_pipeline.models import SQL_DIR
 from covage_pipeline.publish import analysts_path
 from dagster_defs import alerts as alerts_module
 from dagster_defs import build_definitions
 from dagster_defs.definitions import DAILY_JOB, INGEST_JOB
 from dagster_defs.ingestion import EVENTS_KEY
-from dagster_defs.models import ANALYSTS_COPY_KEY
+from dagster_defs.models import ANALYSTS_COPY_KEY, KEEP_TARGET_FOLDERS
 
 from .extraction import settings_for, warehouse
 
@@ -96,6 +98,21 @@ def test_the_whole_graph_then_only_new_events(setup):
     orders.close()
     checks = {e.check_name: e.passed for e in second.get_asset_check_evaluations()}
     assert checks["cursor_never_moves_backwards"]
+    # each dbt invocation's folder is pruned: a 5-minute schedule must not fill the disk
+    folders = list((SQL_DIR / "target").glob("covage_dbt-*"))
+    assert 2 <= len(folders) <= KEEP_TARGET_FOLDERS
+
+
+def test_only_the_newest_dbt_target_folders_are_kept(tmp_path):
+    from dagster_defs.models import _prune_target_folders
+
+    for age, name in enumerate(["covage_dbt-a-1", "covage_dbt-b-2", "covage_dbt-c-3", "covage_dbt-d-4", "other-e-5"]):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "manifest.json").write_text("{}")
+        os.utime(folder, (1_000_000 - age, 1_000_000 - age))  # a is the newest
+    _prune_target_folders(tmp_path / "covage_dbt-a-1", keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["covage_dbt-a-1", "covage_dbt-b-2", "other-e-5"]
 
 
 def test_schedules_target_their_jobs_and_are_off_by_default(setup, monkeypatch):

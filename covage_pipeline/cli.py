@@ -296,8 +296,19 @@ def ingest_command(
 @app.command("build")
 def build_command(
     select: Annotated[str | None, typer.Option(help="dbt node selection, e.g. stg_events+.")] = None,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="Rebuild the incremental models (stg_events) from every event, not only the new loads: "
+            "after upgrading covage-pipeline, so that a fix in the models reaches the events already built.",
+        ),
+    ] = False,
 ) -> None:
-    """Run `dbt build` (models, then their tests) on the warehouse: the SQL project in sql/."""
+    """Run `dbt build` (models, then their tests) on the warehouse: the SQL project in sql/.
+
+    Then, on DuckDB, publish the analysts' copy of the marts (`covage sql` reads it).
+    """
     from .models import build
 
     settings = _settings()
@@ -305,7 +316,7 @@ def build_command(
         console.print(f"[red]No warehouse at {settings.duckdb_path}: run `covage ingest` first.[/]")
         raise typer.Exit(1)
     started = time.perf_counter()
-    result = build(settings, select)
+    result = build(settings, select, full_refresh=full_refresh)
     counts: dict[str, int] = {}
     for status in result.statuses.values():
         counts[status] = counts.get(status, 0) + 1

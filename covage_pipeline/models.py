@@ -112,8 +112,12 @@ def prepare_manifest(settings: Settings) -> Path:
 NOT_PORTED = ("bigquery", "snowflake")
 
 
-def build(settings: Settings, select: str | None = None) -> BuildResult:
-    """`dbt build`: every model, then its tests; a failing test fails the build."""
+def build(settings: Settings, select: str | None = None, full_refresh: bool = False) -> BuildResult:
+    """`dbt build`: every model, then its tests; a failing test fails the build.
+
+    `full_refresh` rebuilds the incremental models from every event, as after an upgrade of the
+    models: an incremental build only reads the loads it has not seen.
+    """
     if settings.destination in NOT_PORTED:
         return BuildResult(
             False,
@@ -121,4 +125,5 @@ def build(settings: Settings, select: str | None = None) -> BuildResult:
             f"the dbt models are not ported to {settings.destination} yet (the raw events load there); "
             "see the README, 'Running on a shared warehouse', for what remains",
         )
-    return dbt(settings, "build", *(["--select", select] if select else []))
+    args = [*(["--select", select] if select else []), *(["--full-refresh"] if full_refresh else [])]
+    return dbt(settings, "build", *args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -149,3 +150,30 @@ def test_settings_come_from_dlt_config_then_env_then_arguments(tmp_path):
     assert load_settings(page_size=10).page_size == 10
     with pytest.raises(ValueError, match="COVAGE_API_AUTH"):
         load_settings(auth_type="digest")
+
+
+def test_build_full_refresh_reaches_events_already_built(emulator_factory, cli_env, tmp_path):
+    """An incremental build reads only new loads; `--full-refresh` (after an upgrade) reads them all."""
+    import duckdb
+
+    emu = emulator_factory(orders=150)
+    env = {**cli_env, "COVAGE_API_URL": emu.url}
+    assert _run(["ingest"], env).returncode == 0
+    built = _run(["build"], env)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert re.search(r"dbt build: .* in \d+\.\d s", built.stdout)  # counts, and how long it took
+    assert re.search(r"Analysts' copy: \d+ marts published to .* in \d+\.\d s", built.stdout)
+    db = str(load_settings(data_dir=tmp_path).duckdb_path)
+
+    def stale_rows() -> int:
+        with duckdb.connect(db) as con:
+            return con.execute("select count(*) from main_staging.stg_events where event_type = 'stale'").fetchone()[0]
+
+    with duckdb.connect(db) as con:  # as if an older version of the models had typed these events
+        con.execute("update main_staging.stg_events set event_type = 'stale' where object_type = 'order'")
+    assert stale_rows() > 0
+    assert _run(["build", "--select", "stg_events"], env).returncode == 0
+    assert stale_rows() > 0  # nothing new was loaded: the incremental build leaves them
+    refreshed = _run(["build", "--select", "stg_events", "--full-refresh"], env)
+    assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr
+    assert stale_rows() == 0

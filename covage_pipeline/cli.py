@@ -309,19 +309,28 @@ def build_command(
 
     Then, on DuckDB, publish the analysts' copy of the marts (`covage sql` reads it).
     """
-    from .models import build
-
     settings = _settings()
     if settings.destination == "duckdb" and not settings.duckdb_path.exists():
         console.print(f"[red]No warehouse at {settings.duckdb_path}: run `covage ingest` first.[/]")
         raise typer.Exit(1)
+    build_and_publish(settings, select, full_refresh=full_refresh)
+
+
+def build_and_publish(settings, select: str | None = None, *, full_refresh: bool = False) -> None:
+    """dbt build with a one-line summary; then, on DuckDB and for a whole build, the analysts' copy."""
+    from .models import build
+
     started = time.perf_counter()
     result = build(settings, select, full_refresh=full_refresh)
     counts: dict[str, int] = {}
     for status in result.statuses.values():
         counts[status] = counts.get(status, 0) + 1
-    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    console.print(f"dbt build: {summary} in {time.perf_counter() - started:.1f} s")
+    passed = counts.get("pass", 0) + counts.get("success", 0)
+    detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    console.print(
+        f"dbt build: {passed} of {len(result.statuses)} models and tests passed ({detail}) "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
     if not result.success:
         for node, status in result.failures.items():
             console.print(f"[red]{status}: {node}[/]")
@@ -334,7 +343,7 @@ def build_command(
         marts = publish_marts(settings)
         console.print(
             f"Analysts' copy: {len(marts)} marts published to {analysts_path(settings)} "
-            f"in {time.perf_counter() - started:.1f} s (`covage sql` reads it)."
+            f"in {time.perf_counter() - started:.1f} s (`covage sql` and the notebooks read it)."
         )
 
 
@@ -663,7 +672,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Emulator seed.")] = 42,
 ) -> None:
     """The main job on local data: start an emulator on loopback, backfill the warehouse from it,
-    let a day pass on the emulator's clock, ingest again (incremental), build the dbt models.
+    let a day pass on the emulator's clock, ingest again (incremental), build the dbt models,
+    publish the analysts' copy (the notebooks' default) and print the headline figures.
 
     Writes under <COVAGE_DATA_DIR>/demo/, never in your real warehouse.
     """
@@ -690,14 +700,7 @@ def demo(
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(1) from None
     console.rule("dbt build (sql/)")
-    from .models import build
-
-    result = build(settings)
-    passed = sum(1 for status in result.statuses.values() if status in ("pass", "success"))
-    console.print(f"dbt build: {passed} of {len(result.statuses)} models and tests passed.")
-    if not result.success:
-        console.print(f"[red]{result.error}[/]")
-        raise typer.Exit(1)
+    build_and_publish(settings)
     print_headlines(settings)
     console.print(
         f"Demo warehouse: {settings.duckdb_path}. Explore it: "

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
 import httpx
 
 COVAGE = str(Path(sys.executable).with_name("covage"))
@@ -130,6 +131,10 @@ def test_demo_serves_ingests_and_summarises(tmp_path):
     assert "incremental run" in result.stdout
     assert "dbt build:" in result.stdout and "passed" in result.stdout
     assert (tmp_path / "demo" / "covage.duckdb").exists()
+    # the analysts' copy the notebooks open by default (../data/demo/analysts/covage_marts.duckdb)
+    copy = tmp_path / "demo" / "analysts" / "covage_marts.duckdb"
+    with duckdb.connect(str(copy), read_only=True) as con:
+        assert con.execute("select count(*) from marts.orders").fetchone()[0] > 0
     # ends with the headline figures, read from the marts just built
     assert "Headline figures" in result.stdout
     for label in ("median lead time", "rejection rate", "saturated", "missed rate", "open orders / stuck"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -130,6 +131,7 @@ def test_demo_serves_ingests_and_summarises(tmp_path):
     assert result.stdout.count("Ingestion summary") == 2
     assert "incremental run" in result.stdout
     assert "dbt build:" in result.stdout and "passed" in result.stdout
+    assert re.search(r"Analysts' copy: \d+ marts published to", result.stdout)
     assert (tmp_path / "demo" / "covage.duckdb").exists()
     # the analysts' copy the notebooks open by default (../data/demo/analysts/covage_marts.duckdb)
     copy = tmp_path / "demo" / "analysts" / "covage_marts.duckdb"

@@ -162,11 +162,8 @@ def test_build_full_refresh_reaches_events_already_built(emulator_factory, cli_e
     # a selection on a fresh warehouse: the tests towards models not built yet wait for them
     selected = _run(["build", "--select", "stg_events"], env)
     assert selected.returncode == 0, selected.stdout + selected.stderr
+    assert re.search(r"dbt build: \d+ of \d+ models and tests passed .* in \d+\.\d s", selected.stdout)
     assert "Analysts' copy" not in selected.stdout  # a partial build publishes nothing
-    built = _run(["build"], env)
-    assert built.returncode == 0, built.stdout + built.stderr
-    assert re.search(r"dbt build: .* in \d+\.\d s", built.stdout)  # counts, and how long it took
-    assert re.search(r"Analysts' copy: \d+ marts published to .* in \d+\.\d s", built.stdout)
     db = str(load_settings(data_dir=tmp_path).duckdb_path)
 
     def stale_rows() -> int:

@@ -11,14 +11,18 @@ import dataclasses
 import json
 import os
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 app = typer.Typer(
     help="covage-pipeline: the Covage (Kosc) events feed, kept in step in your warehouse.",
@@ -316,15 +320,13 @@ def build_command(
     build_and_publish(settings, select, full_refresh=full_refresh)
 
 
-def build_and_publish(settings, select: str | None = None, *, full_refresh: bool = False) -> None:
+def build_and_publish(settings: Settings, select: str | None = None, *, full_refresh: bool = False) -> None:
     """dbt build with a one-line summary; then, on DuckDB and for a whole build, the analysts' copy."""
     from .models import build
 
     started = time.perf_counter()
     result = build(settings, select, full_refresh=full_refresh)
-    counts: dict[str, int] = {}
-    for status in result.statuses.values():
-        counts[status] = counts.get(status, 0) + 1
+    counts = Counter(result.statuses.values())
     passed = counts.get("pass", 0) + counts.get("success", 0)
     detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     console.print(

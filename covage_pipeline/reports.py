@@ -69,6 +69,8 @@ def pending_events(settings: Settings, retry_failed: bool = False, recheck: bool
         f"select event_uuid, object_uuid, modification_date from {settings.dataset}.events where type = ?",
         [CRI_TYPE],
     )
+    if recheck:
+        return events
     try:
         rows = query(
             settings,
@@ -79,8 +81,6 @@ def pending_events(settings: Settings, retry_failed: bool = False, recheck: bool
     seen: dict[str, list[dict]] = {}
     for row in rows:
         seen.setdefault(row["event_uuid"], []).append(row)
-    if recheck:
-        return events
     out = []
     for ev in events:
         done = seen.get(ev["event_uuid"])

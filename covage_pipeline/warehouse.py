@@ -80,7 +80,7 @@ def query(settings: Settings, sql: str, params: list | None = None) -> list[dict
         con = psycopg2.connect(settings.resolved_postgres_url())
         try:
             with con.cursor() as cur:
-                cur.execute(statement, params or None)
+                cur.execute(statement, params or None)  # None: no interpolation at all
                 return _dicts(cur)
         finally:
             con.close()

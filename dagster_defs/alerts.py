@@ -12,6 +12,7 @@ raises into the pipeline.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,20 +148,7 @@ def record_new(settings: Settings, alerts: list[Alert]) -> list[Alert]:
             con.executemany(
                 "insert into alerts (alert_id, kind, order_uuid, kosc_order_ref, event_uuid, occurred_at, message, "
                 "raised_at, status) values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
-                [
-                    (
-                        a.alert_id,
-                        a.kind,
-                        a.order_uuid,
-                        a.kosc_order_ref,
-                        a.event_uuid,
-                        a.occurred_at,
-                        a.message,
-                        now,
-                        status,
-                    )
-                    for a in new
-                ],
+                [(*_fields(a), now, status) for a in new],
             )
     finally:
         con.close()
@@ -212,7 +200,4 @@ def deliver(settings: Settings, alerts: list[Alert], webhook_url: str | None, lo
         )
     finally:
         con.close()
-    counts: dict[str, int] = {}
-    for status, _ in outcome.values():
-        counts[status] = counts.get(status, 0) + 1
-    return counts
+    return dict(Counter(status for status, _ in outcome.values()))

@@ -65,15 +65,30 @@ def assert_equals_ground_truth(settings: Settings, truth: list[dict]) -> None:
         assert data == strip_url_tokens(t["data"]), (data, t["data"])
 
 
-def kill_at_random_points_then_rerun(emu, env: dict, trials: int, seed: int, wait=(1.5, 6.0)) -> int:
+def kill_at_random_points_then_rerun(
+    emu, data_dir: Path, trials: int, seed: int, wait=(1.5, 6.0), **variables: str
+) -> int:
     """`covage ingest` killed (SIGKILL) at random points `trials` times, the feed moving on between
-    attempts, then run to the end; returns how many runs were killed. The caller checks the data."""
+    attempts, then run to the end; returns how many runs were killed. The caller checks the data.
+
+    Small pages and chunks, so that a kill lands between commits; `variables` add COVAGE_* settings.
+    """
+    import os
     import random
     import signal
     import subprocess
     import sys
     import time
 
+    env = {
+        **os.environ,
+        "COVAGE_API_URL": emu.url,
+        "COVAGE_API_TOKEN": TOKEN,
+        "COVAGE_DATA_DIR": str(data_dir),
+        "COVAGE_PAGE_SIZE": "50",
+        "COVAGE_CHUNK_PAGES": "2",
+        **variables,
+    }
     covage = str(Path(sys.executable).with_name("covage"))
     rng = random.Random(seed)
     killed = 0

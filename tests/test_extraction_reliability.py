@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from covage_pipeline.emulator.app import EmulatorApp
 from covage_pipeline.pipeline import IngestError, ingest, make_pipeline, resource_state
 from covage_pipeline.settings import load_settings
 
-from .conftest import TOKEN, make_config
+from .conftest import make_config
 from .extraction import assert_equals_ground_truth, event_ids, kill_at_random_points_then_rerun, settings_for, warehouse
 
 FAULTS = {
@@ -238,15 +237,7 @@ KILL_TRIALS = 4
 
 def test_sigkill_at_random_points_then_rerun_converges(emulator_factory, tmp_path):
     emu = emulator_factory(orders=700)
-    env = {
-        **os.environ,
-        "COVAGE_API_URL": emu.url,
-        "COVAGE_API_TOKEN": TOKEN,
-        "COVAGE_DATA_DIR": str(tmp_path),
-        "COVAGE_PAGE_SIZE": "50",
-        "COVAGE_CHUNK_PAGES": "2",
-    }
-    killed = kill_at_random_points_then_rerun(emu, env, KILL_TRIALS, seed=20261127)
+    killed = kill_at_random_points_then_rerun(emu, tmp_path, KILL_TRIALS, seed=20261127)
     assert killed >= 2, "the trials should interrupt runs, not watch them finish"
     settings = load_settings(data_dir=tmp_path)
     assert_equals_ground_truth(settings, emu.store.ground_truth(emu.url))

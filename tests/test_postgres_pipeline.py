@@ -4,15 +4,13 @@ test creates and drops."""
 
 from __future__ import annotations
 
-import os
-
 import psycopg2
 
 from covage_pipeline.pipeline import ingest, make_pipeline
 from covage_pipeline.settings import load_settings
 from covage_pipeline.source import covage_source
 
-from .conftest import POSTGRES_URL, TOKEN
+from .conftest import POSTGRES_URL
 from .extraction import assert_equals_ground_truth, kill_at_random_points_then_rerun, settings_for
 
 
@@ -51,18 +49,16 @@ def test_backfill_then_incremental_on_postgres(emulator_factory, tmp_path, pg_pr
 
 def test_sigkill_then_rerun_converges_on_postgres(emulator_factory, tmp_path, pg_prefix):
     emu = emulator_factory(orders=500)
-    env = {
-        **os.environ,
-        "COVAGE_API_URL": emu.url,
-        "COVAGE_API_TOKEN": TOKEN,
-        "COVAGE_DATA_DIR": str(tmp_path),
-        "COVAGE_DESTINATION": "postgres",
-        "COVAGE_POSTGRES_URL": POSTGRES_URL,
-        "COVAGE_DATASET": f"{pg_prefix}_raw",
-        "COVAGE_PAGE_SIZE": "50",
-        "COVAGE_CHUNK_PAGES": "2",
-    }
-    killed = kill_at_random_points_then_rerun(emu, env, trials=3, seed=7, wait=(2.0, 5.0))
+    killed = kill_at_random_points_then_rerun(
+        emu,
+        tmp_path,
+        trials=3,
+        seed=7,
+        wait=(2.0, 5.0),
+        COVAGE_DESTINATION="postgres",
+        COVAGE_POSTGRES_URL=POSTGRES_URL,
+        COVAGE_DATASET=f"{pg_prefix}_raw",
+    )
     assert killed >= 2, "the trials should interrupt runs, not watch them finish"
     settings = load_settings(
         data_dir=tmp_path, destination="postgres", postgres_url=POSTGRES_URL, dataset=f"{pg_prefix}_raw"

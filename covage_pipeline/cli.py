@@ -584,11 +584,12 @@ def history(
 def _live_timeline(settings, object_uuid: str) -> list[dict]:
     import orjson
 
+    from .cursor import Start
     from .paginator import SearchAfterPaginator
     from .records import build_page
 
     client = _api_client(settings)
-    paginator = SearchAfterPaginator(None, settings.page_size, settings.max_page_size)
+    paginator = SearchAfterPaginator(Start(None, None), settings.page_size, settings.max_page_size)
     seen: dict[str, dict] = {}
     params = {"sort": "creation_date", "direction": "asc", "object_uuid": object_uuid}
     for items in client.paginate("/api/events/", params=params, paginator=paginator):

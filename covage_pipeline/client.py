@@ -1,14 +1,22 @@
 """HTTP access to the Covage API through dlt's RESTClient, its auth classes and its retrying session.
 
-What we add to dlt, and why: bodies are parsed with orjson once (inside the retried call, so a
-200 with a truncated or non-JSON body is retried like a dropped connection, which dlt's
-`extract_response` cannot do), and a listing must be a JSON list (dlt would quietly wrap an
-object into a one-item list). Tokens only ever travel in headers; no message here contains one.
+What we add to dlt, and why:
+- bodies are parsed with orjson once (inside the retried call, so a 200 with a truncated or
+  non-JSON body is retried like a dropped connection, which dlt's `extract_response` cannot do);
+  a whole list with a few unreadable items is salvaged item by item (`salvage`), not retried;
+- a listing must be a JSON list (dlt would quietly wrap an object into a one-item list);
+- each request has a total deadline, however slowly the body arrives (requests only bounds each
+  socket read, so a server dripping a byte a second would hold a run forever);
+- a redirect to another origin is refused: requests strips `Authorization` there but would send
+  a custom header (`COVAGE_API_AUTH=header`) to any host the API points at.
+Tokens only ever travel in headers; no message here contains one.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import orjson
 from dlt.common.configuration.inject import with_config
@@ -18,8 +26,12 @@ from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, DEFAULT_RETRY_STATUS
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth, AuthConfigBase, BearerTokenAuth, HttpBasicAuth
-from requests import Response
+from requests import PreparedRequest, Response, Session
+from requests.adapters import HTTPAdapter
+from requests.exceptions import ChunkedEncodingError, ConnectionError, ContentDecodingError, ReadTimeout
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
+from .salvage import salvage_list
 from .settings import Settings
 
 AuthType = Literal["bearer", "basic", "header"]
@@ -44,10 +56,16 @@ def make_auth(
 
 
 def _parsed(response: Response) -> Any:
-    """The body as JSON, parsed once and kept on the response."""
+    """The body as JSON, parsed once and kept on the response; a list with unreadable items salvaged."""
     cached = getattr(response, "_covage_json", None)
     if cached is None:
-        cached = response._covage_json = orjson.loads(response.content)  # type: ignore[attr-defined]
+        try:
+            cached = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            cached = salvage_list(response.content)
+            if cached is None:
+                raise
+        response._covage_json = cached  # type: ignore[attr-defined]
     return cached
 
 
@@ -64,8 +82,90 @@ def body_is_unreadable(response: Response | None, exception: BaseException | Non
 
 def describe_body(response: Response) -> str:
     head = response.content[:80].decode("utf-8", "replace").replace("\n", " ")
-    kind = "an HTML page" if head.lstrip().lower().startswith(("<!doctype", "<html")) else "not JSON"
+    start = head.lstrip().lower()
+    if start.startswith(("<!doctype", "<html")):
+        kind = "an HTML page"
+    elif start.startswith("["):
+        kind = "a JSON list cut short or malformed"
+    else:
+        kind = "not JSON"
     return f"{kind} ({len(response.content)} bytes, starting {head!r})"
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+def _refuse_other_origins(session: Session) -> None:
+    """Makes `session` raise instead of following a redirect to another scheme, host or port."""
+    rebuild_auth = session.rebuild_auth
+
+    def guarded(prepared_request: PreparedRequest, response: Response) -> None:
+        before, after = origin(response.request.url or ""), origin(prepared_request.url or "")
+        if before != after:
+            raise CovageAPIError(
+                f"The API at {before} answered {response.status_code} redirecting to {after}, another origin. "
+                "covage-pipeline follows redirects only within the API's own origin, so your credentials never "
+                "leave it. If the API has moved, set COVAGE_API_URL to its new address."
+            )
+        rebuild_auth(prepared_request, response)
+
+    session.rebuild_auth = guarded  # type: ignore[method-assign]
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """An adapter that reads the whole body itself, and gives up once `deadline_s` have passed
+    since the request was sent, raising the `ReadTimeout` the retry policy already handles."""
+
+    def __init__(self, deadline_s: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deadline_s = deadline_s
+
+    def send(self, request: PreparedRequest, stream: bool = False, timeout: Any = None, **kwargs: Any) -> Response:
+        started = time.monotonic()
+        response = super().send(request, stream=True, timeout=timeout, **kwargs)
+        if stream:
+            return response
+        read_timeout = timeout[1] if isinstance(timeout, tuple) else timeout
+        chunks: list[bytes] = []
+        try:
+            while True:
+                left = self.deadline_s - (time.monotonic() - started)
+                if left <= 0:
+                    raise ReadTimeout(
+                        f"{request.method} {_strip_query(request.url)}: no complete answer within "
+                        f"{self.deadline_s:g} s (COVAGE_REQUEST_DEADLINE_SECONDS)",
+                        request=request,
+                    )
+                sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+                if sock is not None:  # the next read never waits past the deadline
+                    sock.settimeout(min(left, read_timeout) if read_timeout else left)
+                chunk = response.raw.read1(65536, decode_content=True)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except ProtocolError as exc:  # what requests' own body reading turns these into
+            response.close()
+            raise ChunkedEncodingError(exc, request=request) from exc
+        except ReadTimeoutError as exc:
+            response.close()
+            raise ConnectionError(exc, request=request) from exc
+        except DecodeError as exc:
+            response.close()
+            raise ContentDecodingError(exc, request=request) from exc
+        except ReadTimeout:
+            response.close()
+            raise
+        response._content = b"".join(chunks)
+        response._content_consumed = True
+        response.raw.release_conn()  # read to the end: the connection goes back to the pool
+        return response
+
+
+def _strip_query(url: str | None) -> str:
+    return (url or "").split("?", 1)[0]
 
 
 class CovageRESTClient(RESTClient):
@@ -73,9 +173,15 @@ class CovageRESTClient(RESTClient):
         try:
             data = _parsed(response)
         except orjson.JSONDecodeError as exc:
+            body = describe_body(response)
+            advice = (
+                "The connection or the API cut its answers short on every attempt: try again later."
+                if body.startswith("a JSON list")
+                else "Check COVAGE_API_URL points at the events API (not a login page or a proxy)."
+            )
             raise CovageAPIError(
-                f"{response.request.method} {_path(response)} answered {response.status_code} with "
-                f"{describe_body(response)} even after retries. Check COVAGE_API_URL points at the API."
+                f"{response.request.method} {_path(response)} answered {response.status_code} with {body} "
+                f"even after retries. {advice}"
             ) from exc
         if not isinstance(data, list):
             raise CovageAPIError(
@@ -87,8 +193,7 @@ class CovageRESTClient(RESTClient):
 
 def _path(response: Response) -> str:
     """The request's path without its query string (no cursor noise, never a credential)."""
-    url = response.request.url or ""
-    return url.split("?", 1)[0]
+    return _strip_query(response.request.url)
 
 
 @with_config(spec=RuntimeConfiguration)
@@ -104,6 +209,7 @@ def make_client(
     backoff_factor: float | None = None,
     max_retry_delay: float | None = None,
     retry: bool = True,
+    deadline_s: float = 120.0,
 ) -> CovageRESTClient:
     """A RESTClient whose session retries 429 (honouring Retry-After), 5xx, timeouts, dropped
     connections and unreadable bodies with capped exponential backoff.
@@ -122,7 +228,12 @@ def make_client(
         exceptions=DEFAULT_RETRY_EXCEPTIONS if retry else (),
         raise_for_status=False,  # RESTClient raises for paged calls; single calls check themselves
     )
-    return CovageRESTClient(base_url=base_url.rstrip("/"), auth=auth, session=http.session, data_selector="$")
+    session = http.session
+    adapter = DeadlineAdapter(deadline_s, pool_maxsize=10)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    _refuse_other_origins(session)
+    return CovageRESTClient(base_url=base_url.rstrip("/"), auth=auth, session=session, data_selector="$")
 
 
 def client_for(settings: Settings, retry: bool = True) -> CovageRESTClient:
@@ -135,6 +246,7 @@ def client_for(settings: Settings, retry: bool = True) -> CovageRESTClient:
         backoff_factor=settings.backoff_factor,
         max_retry_delay=settings.max_retry_delay,
         retry=retry,
+        deadline_s=settings.request_deadline_s,
     )
 
 

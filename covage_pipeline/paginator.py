@@ -1,15 +1,22 @@
-"""Search-after paging over `sort_value` that never loses the events tying at a page boundary.
+"""Search-after paging over `sort_value` that never loses the events tying at a page boundary,
+drops the repeats that this causes, and stops when the API stops making progress.
 
-    GET /api/events/?sort=creation_date&direction=asc&size=3&after=C0
+    GET /api/events/?sort=creation_date&direction=asc&size=3&limit=3&after=C0
     -> [a (t1), b (t2), c (t2)]                 last item c; b ties with it
     GET /api/events/?...&after=<sort_value of a>  (not of c: `after` is strictly later, so
     -> [b (t2), c (t2), d (t2), e (t3)]          d, which also has t2, would be skipped)
+                                                 b and c are dropped here: the caller had them
 
 The next cursor is the `sort_value` of the last item strictly earlier than the page's last
-instant, so the tied tail is read again (the caller drops those repeats). The cursor stays
-opaque: nothing is built from timestamps here. A full page whose items all share one instant
-cannot step back: the page size doubles (up to the API's maximum) to get past the tie; at the
-maximum, paging moves on from the last item and the caller is told (`tie_overflow`).
+instant, so the tied tail is read again and removed from the page before the caller sees it. A
+page whose items all share one instant cannot step back: the page size doubles (up to the API's
+maximum) to get past the tie; at the maximum, paging moves on from the last item and counts it
+(`tie_overflow`). The page size is asked in both spellings the reference uses (`size`, `limit`).
+
+The feed ends on an empty page or a page with nothing new, never on a short page alone: an API
+that honours neither spelling answers with its own default page. A page that moves the cursor
+nowhere (`after` not later than the one that asked for it) ends paging with `stalled` set, so
+the caller keeps what was new and reports the API's fault instead of looping.
 """
 
 from __future__ import annotations
@@ -18,60 +25,132 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import Request, Response
 
+from .cursor import Position, Start
+from .timestamps import parse_loose
+
+
+@dataclass(frozen=True)
+class PageMark:
+    """What one page did to the paging, as it stood right after that page."""
+
+    received: int  # items as served, repeats included
+    repeats: int  # items of the previous page's tied tail, dropped
+    last: Position | None  # the newest item of the page
+    resume: Position | None  # the `after` the next page starts from, and its instant
+    tie_overflow: int  # times so far a tie larger than the largest page forced a skip
+    has_next: bool
+    stalled: str | None  # why paging stopped, when the API made no progress
+    regrown: bool = False  # the next page asks the same `after` again with a bigger size
+
+
+def _position(item: Any) -> Position | None:
+    if type(item) is not dict:
+        return None
+    sort_value, created = item.get("sort_value"), item.get("creation_date")
+    if not isinstance(sort_value, str) or not sort_value or not isinstance(created, str):
+        return None
+    instant = parse_loose(created)
+    return Position(instant, sort_value) if instant is not None else None
+
+
+def _uuid(item: Any) -> str | None:
+    uuid = item.get("event_uuid") if type(item) is dict else None
+    return uuid if isinstance(uuid, str) else None
+
 
 class SearchAfterPaginator(BasePaginator):
-    def __init__(self, after: str | None, page_size: int, max_page_size: int = 1000) -> None:
+    def __init__(self, start: Start, page_size: int, max_page_size: int = 1000, url: str = "/api/events/") -> None:
         super().__init__()
-        self.after = after
+        self.after = start.after
+        self.after_instant: datetime | None = start.instant
         self.page_size = page_size
         self.max_page_size = max(page_size, max_page_size)
-        self.tail_uuids: set[str] = set()  # uuids of the tied tail, which the next page repeats
-        self.tie_overflow = 0  # times a tie larger than the largest page forced a skip
-        self.last_item: dict | None = None
+        self.url = url
+        self.tail: set[str] = set()  # uuids of the tied tail, which the next page repeats
+        self.tie_overflow = 0
+        self.mark: PageMark | None = None
+        self._grown_from: int | None = None  # items of the page that made the size grow
 
     def init_request(self, request: Request) -> None:
         self.update_request(request)
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
-        if not data:
+        served = list(data or ())
+        if data and self.tail:
+            # in place: the list is the page dlt hands to the caller
+            data[:] = [item for item in served if _uuid(item) not in self.tail]
+        repeats = len(served) - len(data or ())
+        stalled = None
+        resume = Position(self.after_instant, self.after) if self.after and self.after_instant else None
+        # only the end of the page is read here (this runs beside the caller's parsing)
+        last_index, last = next(
+            ((i, p) for i in range(len(served) - 1, -1, -1) if (p := _position(served[i]))), (-1, None)
+        )
+        if not served or (not data and self._grown_from is None):
+            self._has_next_page = False  # empty, or nothing new: the end of the feed for now
+        elif last is None:
+            if len(served) >= self.page_size:
+                stalled = "a full page whose items carry no usable sort_value and creation_date"
             self._has_next_page = False
-            return
-        last = data[-1]
-        self.last_item = last
-        last_instant = last.get("creation_date")
-        earlier = None
-        tail: set[str] = set()
-        for item in reversed(data):
-            if item.get("creation_date") != last_instant:
-                earlier = item
-                break
-            if isinstance(item.get("event_uuid"), str):
-                tail.add(item["event_uuid"])
-        if len(data) < self.page_size:
-            # not a full page: the API had nothing more, the tie group is complete
-            self.after, self.tail_uuids = last.get("sort_value"), set()
-            self._has_next_page = False
-        elif earlier is not None and earlier.get("sort_value"):
-            self.after, self.tail_uuids = earlier["sort_value"], tail
-        elif self.page_size < self.max_page_size:
-            # same `after`, a bigger page: this whole page comes again
-            self.page_size = min(self.page_size * 2, self.max_page_size)
-            self.tail_uuids |= tail
         else:
-            self.tie_overflow += 1
-            self.after, self.tail_uuids = last.get("sort_value"), set()
-        if self._has_next_page and not self.after:
-            raise ValueError("the API's items carry no sort_value: paging cannot continue")
+            stalled = self._step(served, last_index, last)
+            if stalled is None:
+                resume = Position(self.after_instant, self.after)  # type: ignore[arg-type]
+            else:
+                self._has_next_page = False
+        regrown = self.has_next_page and self._grown_from is not None and resume is not None
+        regrown = regrown and resume.sort_value == self.after
+        self.mark = PageMark(
+            len(served), repeats, last, resume, self.tie_overflow, self.has_next_page, stalled, regrown
+        )
+
+    def _step(self, served: list, last_index: int, last: Position) -> str | None:
+        """Moves `after` for the next page; returns why not when the API made no progress."""
+        created = served[last_index]["creation_date"]
+        earlier, earlier_index = None, -1
+        for i in range(last_index - 1, -1, -1):
+            item = served[i]
+            if type(item) is dict and item.get("creation_date") != created and (earlier := _position(item)):
+                earlier_index = i
+                break
+        if earlier is not None:
+            tail = {u for item in served[earlier_index + 1 :] if (u := _uuid(item)) is not None}
+            target, self.tail = earlier, tail
+        elif len(served) >= self.page_size and self.page_size < self.max_page_size and not self._ignored_size(served):
+            # the same `after`, a bigger page: this whole page comes again
+            self._grown_from = len(served)
+            self.page_size = min(self.page_size * 2, self.max_page_size)
+            self.tail |= {u for item in served if (u := _uuid(item)) is not None}
+            return None
+        else:
+            if len(served) >= self.page_size or self._ignored_size(served):
+                self.tie_overflow += 1
+            target, self.tail = last, set()
+        self._grown_from = None
+        if self.after_instant is not None and target.creation_date <= self.after_instant:
+            return (
+                f"GET {self.url} with after={self.after} answered items no later than that cursor "
+                f"({target.creation_date.isoformat()}): the API ignores `after` or serves the same page again"
+            )
+        self.after, self.after_instant = target.sort_value, target.creation_date
+        return None
+
+    def _ignored_size(self, served: list) -> bool:
+        """The page did not grow when asked for more: the API caps pages below the tie."""
+        return self._grown_from is not None and len(served) <= self._grown_from
 
     def update_request(self, request: Request) -> None:
         if request.params is None:
             request.params = {}
         request.params["size"] = self.page_size
+        request.params["limit"] = self.page_size  # the reference's second example spells it so
         if self.after:
             request.params["after"] = self.after
         else:
@@ -81,24 +160,13 @@ class SearchAfterPaginator(BasePaginator):
         return f"SearchAfterPaginator(after={self.after!r}, size={self.page_size})"
 
 
-@dataclass(frozen=True)
-class FetchedPage:
-    """A page with the paginator's state as it stood right after that page."""
-
-    items: list
-    after: str | None
-    page_size: int
-    tail_uuids: set[str]
-    last_item: dict | None
-    tie_overflow: int
-    has_next_page: bool
-
-
 _DONE = object()
 
 
-def prefetch(pages: Iterator[list], paginator: SearchAfterPaginator, depth: int = 2) -> Iterator[FetchedPage]:
-    """Fetches the next pages in a thread while the caller processes the current one.
+def fetch_pages(
+    client: RESTClient, params: dict, paginator: SearchAfterPaginator, depth: int = 2
+) -> Iterator[tuple[list, PageMark]]:
+    """Pages and their marks, fetched in a thread while the caller processes the current one.
 
     The cursor of page N+1 only depends on page N's raw items, so the network wait overlaps the
     caller's parsing and loading. HTTP and JSON parsing only happen in the thread; the caller
@@ -118,17 +186,8 @@ def prefetch(pages: Iterator[list], paginator: SearchAfterPaginator, depth: int 
 
     def produce() -> None:
         try:
-            for items in pages:
-                page = FetchedPage(
-                    items,
-                    paginator.after,
-                    paginator.page_size,
-                    set(paginator.tail_uuids),
-                    paginator.last_item,
-                    paginator.tie_overflow,
-                    paginator.has_next_page,
-                )
-                if not put(page):
+            for items in client.paginate(paginator.url, params=params, paginator=paginator):
+                if not put((items, paginator.mark)):
                     return
             put(_DONE)
         except BaseException as exc:  # handed to the caller, raised there

@@ -20,8 +20,9 @@ from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from .client import CovageAPIError
+from .cursor import CursorState
 from .settings import Settings
-from .source import RunStats, covage_source, start_instant
+from .source import RunStats, covage_source
 
 if TYPE_CHECKING:
     from dlt.sources import DltSource
@@ -91,20 +92,9 @@ def make_pipeline(settings: Settings) -> dlt.Pipeline:
 
 
 def resource_state(pipeline: dlt.Pipeline) -> dict:
-    """The committed state of the `events` resource (cursor, resume point, checkpoints)."""
+    """The committed state of the `events` resource (`cursor.CursorState` reads it)."""
     sources = pipeline.state.get("sources", {})
     return sources.get("covage", {}).get("resources", {}).get("events", {})
-
-
-def _known_rows(pipeline: dlt.Pipeline, where: str, args: tuple) -> dict[str, datetime | None]:
-    """event_uuid -> modification_date of the rows a run is about to re-read."""
-    try:
-        with pipeline.sql_client() as sql:
-            table = sql.make_qualified_table_name("events")
-            rows = sql.execute_sql(f"select event_uuid, modification_date from {table} where {where}", *args)
-    except Exception:  # no dataset or no table yet: nothing is known
-        return {}
-    return {uuid: mod for uuid, mod in rows or ()}
 
 
 def _count_events(pipeline: dlt.Pipeline) -> int | None:
@@ -127,7 +117,7 @@ def ingest(
     pipeline: dlt.Pipeline | None = None,
     run_chunk: Callable[[dlt.Pipeline, DltSource, str | None], object] | None = None,
 ) -> IngestSummary:
-    """Brings the warehouse up to date with the API; returns what happened.
+    """Brings the warehouse up to date with the API, one committed load per chunk of pages.
 
     `run_chunk(pipeline, source, refresh)` loads one chunk; default `pipeline.run`. Dagster passes
     its `DagsterDltResource.run`, which drops the local state first and restores it from the
@@ -146,57 +136,52 @@ def ingest(
     stats = RunStats()
     started = time.monotonic()
     scoped = bool(object_type or object_uuid)
-    if full_refresh:
-        known = {}
-    elif scoped:
-        known = _known_rows(pipeline, "object_uuid = %s", (object_uuid,)) if object_uuid else {}
-    else:
-        instant = start_instant(resource_state(pipeline), settings, since)
-        known = _known_rows(pipeline, "creation_date > %s", (instant,)) if instant is not None else {}
+    before = CursorState.read(resource_state(pipeline))
     chunks = 0
-    committed = resource_state(pipeline).get("cursor")
-    # Rows created after the cursor committed before this run cannot be in the table yet: once a
-    # chunk starts past it, the chunk is appended instead of merged (the merge is the costly part
-    # of a backfill). Everything up to that cursor, the lookback window included, is merged.
-    start_cursor = None if full_refresh else committed
-    fresh_table = full_refresh or (start_cursor is None and not _count_events(pipeline))
     while True:
-        append_only = not scoped and (
-            (fresh_table and start_cursor is None)
-            or (
-                chunks > 0
-                and start_cursor is not None
-                and committed is not None
-                and committed["creation_date"] > start_cursor["creation_date"]
-            )
-        )
         source = covage_source(
             settings,
             object_type=object_type,
             object_uuid=object_uuid,
             since=since if chunks == 0 else None,
-            resume=chunks > 0,
-            known=known,
+            max_pages=None if scoped else settings.chunk_pages,
             stats=stats,
-            max_pages=settings.chunk_pages,
             on_page=on_page,
-            append_only=append_only,
         )
         try:
             run_chunk(pipeline, source, "drop_sources" if full_refresh and chunks == 0 else None)
         except PipelineStepFailed as exc:
-            raise IngestError(_failure_message(exc, committed, settings)) from None
+            raise IngestError(_failure_message(exc, before.cursor, settings)) from None
         chunks += 1
-        committed = resource_state(pipeline).get("cursor")
-        if resource_state(pipeline).get("reached_end", True) or scoped:
+        after = CursorState.read(resource_state(pipeline))
+        if after.stalled:
+            raise IngestError(_stalled_message(after, settings))
+        if scoped or after.reached_end:
             break
+        if (after.cursor, after.resume, after.merge_next) == (before.cursor, before.resume, before.merge_next):
+            raise IngestError(
+                f"A load of the API's events moved the cursor nowhere (resume point {after.resume}). "
+                "The API serves the same events again and again; nothing was lost or duplicated. "
+                "Report it to the operator, then run `covage ingest` again."
+            )
+        before = after
+    cursor = CursorState.read(resource_state(pipeline)).cursor
     return IngestSummary(
         stats=stats,
         chunks=chunks,
         seconds=time.monotonic() - started,
-        cursor=resource_state(pipeline).get("cursor"),
+        cursor=cursor.as_state() if cursor else None,
         warehouse=settings.warehouse_name,
         events_in_table=_count_events(pipeline),
+    )
+
+
+def _stalled_message(state: CursorState, settings: Settings) -> str:
+    kept = _kept(state.cursor.as_state() if state.cursor else None, settings)
+    return (
+        f"The API stopped making progress: {state.stalled}. Everything new before that page is committed; "
+        f"{kept} Check COVAGE_API_URL ({settings.api_url}) points at the events API, and report it to the "
+        "operator if it does: `covage ingest` would only read the same page again."
     )
 
 
@@ -234,21 +219,51 @@ def _finish_crashed_run(pipeline: dlt.Pipeline, settings: Settings) -> None:
             )
 
 
-def _failure_message(exc: PipelineStepFailed, cursor: dict | None, settings: Settings) -> str:
+def _kept(cursor: dict | None, settings: Settings) -> str:
+    if cursor:
+        return (
+            f"Everything up to the last committed cursor (creation_date {cursor['creation_date']}, "
+            f"sort_value {cursor['sort_value']}) is safely in {settings.warehouse_name}."
+        )
+    return f"Nothing was committed yet to {settings.warehouse_name}."
+
+
+def _failure_message(exc: PipelineStepFailed, position, settings: Settings) -> str:
     cause: BaseException = exc
     # the innermost error, unless one of ours already says what happened in plain words
     while not isinstance(cause, CovageAPIError) and (
         cause.__cause__ is not None or getattr(cause, "exception", None) is not None
     ):
         cause = getattr(cause, "exception", None) or cause.__cause__
-    if cursor:
-        kept = (
-            f"Everything up to the last committed cursor (creation_date {cursor['creation_date']}, "
-            f"sort_value {cursor['sort_value']}) is safely in {settings.warehouse_name}."
+    kept = _kept(position.as_state() if position else None, settings)
+    advice = explain(cause, settings)
+    return f"Ingestion stopped at step '{exc.step}': {type(cause).__name__}: {cause}\n{advice}\n{kept}"
+
+
+def explain(cause: BaseException, settings: Settings) -> str:
+    """What to do about an error, in words a person can act on."""
+    import requests
+
+    response = getattr(cause, "response", None)
+    status = getattr(response, "status_code", None)
+    if status in (401, 403):
+        where = "COVAGE_API_TOKEN (or api_token under [sources.covage] in .dlt/secrets.toml)"
+        scheme = f"COVAGE_API_AUTH={settings.auth_type}" + (
+            f", header {settings.auth_header}" if settings.auth_type == "header" else ""
         )
-    else:
-        kept = f"Nothing was committed yet to {settings.warehouse_name}."
-    return (
-        f"Ingestion stopped at step '{exc.step}': {type(cause).__name__}: {cause}\n{kept} "
-        "Run `covage ingest` again to resume (it re-reads the lookback window; nothing is duplicated)."
-    )
+        return (
+            f"The API refused the token ({status}): check {where} and how it is sent ({scheme}). "
+            + ("A 403 can also mean the token may not read these events." if status == 403 else "")
+        ).strip()
+    if isinstance(cause, requests.exceptions.ConnectionError) and not isinstance(
+        cause, requests.exceptions.ChunkedEncodingError
+    ):
+        text = str(cause)
+        if "Connection refused" in text or "Name or service not known" in text or "Failed to resolve" in text:
+            return (
+                f"Nothing answers at COVAGE_API_URL={settings.api_url}: check the address (and that the API or "
+                "`covage emulator serve` is running)."
+            )
+    if isinstance(cause, CovageAPIError):
+        return "Nothing was loaded from the failing page; fix the cause above, then run `covage ingest` again."
+    return "Run `covage ingest` again to resume (it re-reads the lookback window; nothing is duplicated)."

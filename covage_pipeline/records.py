@@ -7,7 +7,9 @@ reason and the raw JSON. Tokens in URLs (CRI links) are cut off before anything 
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
@@ -16,6 +18,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .salvage import Unreadable
 from .timestamps import TIMESTAMP, parse_column
 
 KNOWN_FIELDS = (
@@ -54,13 +57,14 @@ EVENTS_SCHEMA = pa.schema(
     ]
 )
 
-# dlt column hints matching EVENTS_SCHEMA (naive TIMESTAMP, JSON columns, latest version wins).
+# dlt column hints matching EVENTS_SCHEMA (naive TIMESTAMP, JSON columns). No `dedup_sort`: a
+# load never holds two versions of an event (`versions` settles them before dlt sees them).
 _TS = {"data_type": "timestamp", "timezone": False, "precision": 6}
 EVENTS_COLUMNS: dict[str, dict] = {
     "event_uuid": {"data_type": "text", "nullable": False, "primary_key": True},
     "creation_date": {**_TS, "nullable": False},
-    "modification_date": {**_TS, "dedup_sort": "desc"},
-    "event_date": _TS,
+    "modification_date": {**_TS},
+    "event_date": {**_TS},
     "data": {"data_type": "json"},
     "extra_fields": {"data_type": "json"},
     "event_date_invalid": {"data_type": "bool"},
@@ -72,6 +76,7 @@ QUARANTINE_COLUMNS: dict[str, dict] = {
     "reason": {"data_type": "text"},
     "event_uuid": {"data_type": "text", "nullable": True, "primary_key": False},  # not the resource's key
     "raw": {"data_type": "text"},
+    "raw_base64": {"data_type": "text"},  # the exact bytes, when they are not valid text
     "received_at": {**_TS},
     "page_after": {"data_type": "text"},
 }
@@ -106,15 +111,30 @@ def _dumps(value) -> str:
     return orjson.dumps(value).decode()
 
 
+# a URL's query string or fragment in raw bytes (where a CRI link's token sits)
+_URL_TOKEN = re.compile(rb"(https?://[^\"\s?#]*)[?#][^\"\s]*")
+_RAW_UUID = re.compile(rb'"event_uuid"\s*:\s*"([^"\\]{1,200})"')
+
+
 def quarantine_row(item, reason: str, page_after: str | None) -> dict:
-    raw = _dumps(strip_url_tokens(item))
+    raw_base64 = uuid = None
+    if isinstance(item, Unreadable):
+        # the bytes as served (tokens cut off), and readably with the bad bytes escaped
+        exact = _URL_TOKEN.sub(rb"\1", item.raw)
+        raw, raw_base64 = exact.decode("utf-8", "backslashreplace"), base64.b64encode(exact).decode()
+        reason = item.reason
+        found = _RAW_UUID.search(exact)
+        uuid = found.group(1).decode("utf-8", "replace") if found else None
+    else:
+        raw = _dumps(strip_url_tokens(item))
+        if isinstance(item, dict) and isinstance(item.get("event_uuid"), str):
+            uuid = item["event_uuid"]
     return {
         "quarantine_id": hashlib.sha256(f"{reason}\x00{raw}".encode()).hexdigest()[:32],
         "reason": reason,
-        "event_uuid": item.get("event_uuid")
-        if isinstance(item, dict) and isinstance(item.get("event_uuid"), str)
-        else None,
+        "event_uuid": uuid,
         "raw": raw,
+        "raw_base64": raw_base64,
         "received_at": datetime.now(UTC).replace(tzinfo=None),
         "page_after": page_after,
     }
@@ -135,7 +155,8 @@ def build_page(items: list, page_after: str | None = None, max_item_bytes: int =
     good: list[dict] = []
     for item in items:
         if type(item) is not dict:
-            quarantined.append(quarantine_row(item, f"item is a JSON {type(item).__name__}, not an object", page_after))
+            reason = "" if isinstance(item, Unreadable) else f"item is a JSON {type(item).__name__}, not an object"
+            quarantined.append(quarantine_row(item, reason, page_after))
             continue
         uuid = item.get("event_uuid")
         if type(uuid) is not str or not uuid:

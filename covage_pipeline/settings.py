@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_API_URL = "http://127.0.0.1:8765"  # `covage emulator serve`'s default address
 # The emulator shows an event at most `late_window_s` (300 s) after its creation_date; three times
@@ -38,6 +39,8 @@ _ENV = {
     "postgres_url": "COVAGE_POSTGRES_URL",
     "models_schema": "COVAGE_MODELS_SCHEMA",
     "reports_url": "COVAGE_REPORTS_URL",
+    "request_deadline_s": "COVAGE_REQUEST_DEADLINE_SECONDS",
+    "lock_timeout_s": "COVAGE_LOCK_TIMEOUT_SECONDS",
 }
 _SECRETS = {"api_token", "postgres_url"}
 # duckdb and postgres are tested here; the others go through the same code (dlt destinations,
@@ -72,6 +75,8 @@ class Settings:
     max_attempts: int | None = None  # None: dlt's [runtime] request_max_attempts
     backoff_factor: float | None = None
     max_retry_delay: float | None = None
+    request_deadline_s: float = 120.0  # a whole answer, however slowly it drips; then retried
+    lock_timeout_s: float = 600.0  # how long ingest and build wait for another process's warehouse lock
 
     @property
     def duckdb_path(self) -> Path:
@@ -102,6 +107,15 @@ class Settings:
         return f"{self.destination} schema {self.dataset}"
 
     def check(self) -> Settings:
+        if urlsplit(self.api_url).scheme not in ("http", "https") or not urlsplit(self.api_url).netloc:
+            raise ValueError(
+                f"COVAGE_API_URL must be an http:// or https:// address like https://extranet.kosc-telecom.fr, "
+                f"not {self.api_url!r}"
+            )
+        if self.request_deadline_s <= 0 or self.lock_timeout_s < 0:
+            raise ValueError(
+                "COVAGE_REQUEST_DEADLINE_SECONDS must be positive and COVAGE_LOCK_TIMEOUT_SECONDS not negative"
+            )
         if self.auth_type not in ("bearer", "basic", "header"):
             raise ValueError(f"COVAGE_API_AUTH must be bearer, basic or header, not {self.auth_type!r}")
         if self.cursor_mode not in ("built", "opaque"):
@@ -147,14 +161,20 @@ def load_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {}
     for f in fields(Settings):
         if overrides.get(f.name) is not None:
-            values[f.name] = _cast(f.name, overrides[f.name])
-            continue
-        raw = os.environ.get(_ENV.get(f.name, ""), "") or None
+            raw, where = overrides[f.name], f.name
+        else:
+            raw, where = os.environ.get(_ENV.get(f.name, ""), "") or None, _ENV.get(f.name, f.name)
+            if raw is None:
+                raw, where = _from_dlt(f.name), f"sources.covage.{f.name}"
         if raw is None:
-            raw = _from_dlt(f.name)
-        if raw is None:
             continue
-        values[f.name] = _cast(f.name, raw)
+        try:
+            values[f.name] = _cast(f.name, raw)
+        except ValueError:
+            kind = type(getattr(Settings(), f.name)).__name__
+            shown = "***" if f.name in _SECRETS else repr(raw)
+            expected = "number" if kind in ("int", "float") else kind
+            raise ValueError(f"{where}={shown} is not a valid {expected}") from None
     return Settings(**values).check()
 
 

@@ -1,34 +1,38 @@
 """The dlt source `covage`: the `events` resource, paged by creation_date with a tie-safe cursor.
 
 It never advances the cursor past a page it has not handed to dlt: the cursor lives in the
-resource state, which dlt commits in the same load as the rows it describes, so a run that dies
-anywhere resumes from the last committed page.
+resource state (`cursor.CursorState`), which dlt commits in the same load as the rows it
+describes, so a run that dies anywhere resumes from the last committed page. And it never hands
+dlt a second row for an event, nor an older version than the one stored (`versions`): every load
+holds at most one row per event_uuid, and its write disposition says what it does to the table:
+an append when none of its events is stored yet, a merge on event_uuid when some replace a stored
+version. A page that the load cannot take that way (an event it already holds, again) is left to
+the next load, which starts before it.
 
 Why not `dlt.sources.incremental`: the API's cursor is an opaque `sort_value` token, not a field
-value to compare, and the lookback must rewind from a creation_date to a token (built, or taken
-from checkpoints in opaque mode). dlt's incremental tracks field values only; our state keeps the
-token, its instant and the checkpoints, and duplicates are settled by the merge on `event_uuid`.
+value to compare, and a load starts a lookback before it (a token built from an instant, or a
+checkpoint in opaque mode). dlt's incremental tracks field values and deduplicates by hashes of
+whole rows, not by the rule of versions above.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import dlt
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .pages import built_pages
-from .paginator import FetchedPage
-from .records import EVENTS_COLUMNS, QUARANTINE_COLUMNS
+from .client import client_for
+from .cursor import CursorState, Start
+from .paginator import PageMark, SearchAfterPaginator, fetch_pages
+from .records import EVENTS_COLUMNS, QUARANTINE_COLUMNS, build_page
 from .settings import Settings
-from .timestamps import TIMESTAMP, format_iso, parse_loose
+from .versions import StoredVersions, latest_within_page, newer
 
 
 class _JsonHintNotice(logging.Filter):
@@ -41,20 +45,15 @@ class _JsonHintNotice(logging.Filter):
 
 logging.getLogger("dlt").addFilter(_JsonHintNotice())
 
-EVENTS_HINTS = dlt.mark.make_hints(
+MERGE_HINTS = dlt.mark.make_hints(
     table_name="events",
     write_disposition={"disposition": "merge", "strategy": "delete-insert"},
     primary_key="event_uuid",
     columns=EVENTS_COLUMNS,
 )
-# For rows the warehouse cannot hold yet (created after the committed cursor, repeats dropped):
-# a plain append, about twice as fast as the merge, same table and columns.
-EVENTS_APPEND_HINTS = dlt.mark.make_hints(
-    table_name="events",
-    write_disposition="append",
-    primary_key="event_uuid",
-    # `dedup_sort` only means something to a merge
-    columns={name: {k: v for k, v in hint.items() if k != "dedup_sort"} for name, hint in EVENTS_COLUMNS.items()},
+# A load none of whose events is stored yet: a plain append, same table and columns.
+APPEND_HINTS = dlt.mark.make_hints(
+    table_name="events", write_disposition="append", primary_key="event_uuid", columns=EVENTS_COLUMNS
 )
 QUARANTINE_TABLE = "events_quarantine"
 # Items that cannot be `events` rows land here with the reason, merged on a hash of (reason, raw).
@@ -64,20 +63,23 @@ QUARANTINE_HINTS = dlt.mark.make_hints(
     primary_key="quarantine_id",
     columns=QUARANTINE_COLUMNS,
 )
-_CHECKPOINTS_KEPT = 64
-_BATCH_ROWS = 10_000
+# Pages are handed to dlt in batches: dlt's cost is per item yielded, not per row; the stored
+# versions are looked up once per batch.
+_BATCH_ROWS = 50_000
 
 
 @dataclass
 class RunStats:
-    """What one ingestion saw; shared by every chunk of the run and read by the progress display."""
+    """What one ingestion saw; shared by every load of the run and read by the progress display."""
 
     started: float = field(default_factory=time.monotonic)
     pages: int = 0
     received: int = 0
     new: int = 0
-    updated: int = 0
-    duplicates: int = 0
+    updated: int = 0  # replaced a stored version
+    duplicates: int = 0  # the same version again (re-read, or served twice): nothing written
+    stale: int = 0  # older than the stored version: ignored
+    tail_rereads: int = 0  # items tying at a page boundary, asked again on purpose and dropped
     quarantined: int = 0
     tie_overflow: int = 0
     cursor: dict | None = None
@@ -102,143 +104,170 @@ class Scope:
         return out
 
 
-def build_cursor(instant: datetime) -> str:
-    """A `sort_value` for an instant, encoded exactly as the reference's examples are."""
-    return base64.b64encode(orjson.dumps([format_iso(instant)])).decode()
+@dataclass
+class _Page:
+    table: pa.Table
+    quarantined: list[dict]
+    mark: PageMark
 
 
-def start_instant(state: dict, settings: Settings, since: datetime | None) -> datetime | None:
-    """The instant a new run re-reads from: `--since`, else the cursor minus the lookback."""
-    if since is not None:
-        return since
-    cursor = state.get("cursor")
-    if cursor:
-        return parse_loose(cursor["creation_date"]) - timedelta(seconds=settings.lookback_s)
-    if settings.start_date:
-        return parse_loose(settings.start_date)
-    return None
+class _Load:
+    """The rows of one load: which events it holds already, and whether it appends or merges."""
+
+    def __init__(self, stored: StoredVersions, stats: RunStats, merges: bool | None) -> None:
+        self.stored = stored
+        self.stats = stats
+        self.held: list[pa.Array] = []  # event_uuids handed to dlt in this load (Arrow: compact)
+        self.merges = merges  # None: fixed by the first rows handed to dlt
+        self.left_replacement = False  # stopped before a page that replaces stored versions
+
+    def settle(self, pages: list[_Page]) -> tuple[list[pa.Table], int]:
+        """The rows of each page this load takes, and how many pages it takes (the rest waits).
+
+        Stops before a page that brings again an event this load holds (the next load settles
+        its version against the stored one), or that replaces a stored version once the load has
+        started as an append (the next load merges). Everything is columnar until a page has
+        such an event: a backfill's batch costs one lookup and a few Arrow kernels."""
+        arrays = [page.table.column("event_uuid").combine_chunks() for page in pages]
+        batch = pa.concat_arrays(arrays) if arrays else pa.array([], pa.string())
+        twice = set(_repeated(batch))  # in two pages of this batch
+        held: set[str] = set()  # in an earlier batch of this load
+        if self.held:
+            self.held = [pa.concat_arrays(self.held)]
+            held.update(self.held[0].filter(pc.is_in(self.held[0], value_set=batch)).to_pylist())
+        again = twice | held
+        stored = self.stored.lookup(batch)
+        stored_keys = pa.array(list(stored), pa.string()) if stored else None
+        kept: list[pa.Table] = []
+        taken_again: set[str] = set()
+        for n, (page, uuids) in enumerate(zip(pages, arrays, strict=True)):
+            here = again.intersection(uuids.to_pylist()) if again else set()
+            if here & (held | taken_again):
+                return kept, n
+            table = page.table
+            if stored_keys is not None and (known := pc.indices_nonzero(pc.is_in(uuids, value_set=stored_keys))):
+                known = known.to_pylist()
+                rows = table.take(pa.array(known, pa.int64())).to_pylist()
+                verdicts = [newer(row, stored[row["event_uuid"]]) for row in rows]
+                replaces = verdicts.count(True)
+                if replaces and self.merges is False:
+                    self.left_replacement = True
+                    return kept, n
+                if replaces:
+                    self.merges = True
+                self.stats.updated += replaces
+                self.stats.duplicates += verdicts.count(None)
+                self.stats.stale += verdicts.count(False)
+                self.stats.new += table.num_rows - len(known)
+                dropped = {i for i, v in zip(known, verdicts, strict=True) if not v}
+                if dropped:
+                    table = table.take(pa.array([i for i in range(table.num_rows) if i not in dropped], pa.int64()))
+            else:
+                self.stats.new += table.num_rows
+            kept_uuids = table.column("event_uuid").combine_chunks()
+            if here:
+                taken_again |= here.intersection(kept_uuids.to_pylist())
+            self.held.append(kept_uuids)
+            kept.append(table)
+        return kept, len(pages)
 
 
-def start_after(
-    state: dict, settings: Settings, since: datetime | None, resume: bool
-) -> tuple[str | None, datetime | None]:
-    """(`after` for the first request, instant before which rows are filtered out client-side)."""
-    if resume and state.get("resume_after"):
-        return state["resume_after"], None
-    instant = start_instant(state, settings, since)
-    if instant is None:
-        return None, None
-    if settings.cursor_mode == "built":
-        return build_cursor(instant), None
-    # opaque mode: the newest checkpoint at or before the instant, and filter what comes before
-    earlier = [cp for cp in state.get("checkpoints", []) if parse_loose(cp[0]) <= instant]
-    return (earlier[-1][1] if earlier else None), instant
+def _repeated(uuids: pa.Array) -> list[str]:
+    """The values that appear more than once (most often none: one C kernel finds out)."""
+    if len(pc.unique(uuids)) == len(uuids):
+        return []
+    counts = pc.value_counts(uuids)
+    return counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist()
 
 
-def _push_checkpoint(state: dict, creation_date: str, sort_value: str, settings: Settings) -> None:
-    checkpoints = state.setdefault("checkpoints", [])
-    checkpoints.append([creation_date, sort_value])
-    # keep what a lookback can reach, plus one older checkpoint to start from
-    horizon = parse_loose(creation_date) - timedelta(seconds=2 * settings.lookback_s)
-    while len(checkpoints) > 2 and parse_loose(checkpoints[1][0]) <= horizon:
-        checkpoints.pop(0)
-    del checkpoints[:-_CHECKPOINTS_KEPT]
-
-
-def _drop_known(table: pa.Table, known: dict[str, datetime | None], stats: RunStats) -> pa.Table:
-    """Drops rows already in the warehouse with the same modification_date; counts the rest."""
-    if not known:
-        stats.new += table.num_rows
-        return table
-    uuids = table.column("event_uuid").to_pylist()
-    if not any(u in known for u in uuids):
-        stats.new += len(uuids)
-        return table
-    modified = table.column("modification_date").to_pylist()
-    keep = []
-    for uuid, mod in zip(uuids, modified, strict=True):
-        if uuid not in known:
-            stats.new += 1
-            keep.append(True)
-        elif known[uuid] == mod:
-            stats.duplicates += 1
-            keep.append(False)
-        else:
-            stats.updated += 1
-            keep.append(True)
-    return table.filter(pa.array(keep))
+def _refreshed(table: str) -> bool:
+    """True when this load drops or truncates the table (dlt's `refresh`): nothing is stored."""
+    try:
+        state = dlt.current.load_package_state()["state"]
+    except Exception:
+        return False
+    gone = [*state.get("dropped_tables", []), *state.get("truncated_tables", [])]
+    return any(t.get("name") == table for t in gone)
 
 
 def events(
     settings: Settings,
     scope: Scope,
     since: datetime | None,
-    resume: bool,
-    known: dict[str, datetime | None],
-    stats: RunStats,
     max_pages: int | None,
+    stats: RunStats,
     on_page: Callable[[RunStats], None] | None,
-    append_only: bool = False,
 ) -> Iterator:
-    state = dlt.current.resource_state()
+    resource_state = dlt.current.resource_state()
     scoped = bool(scope.params())
-    if scoped:
-        after, not_before = None, None  # an object's whole history; the global cursor is untouched
-    else:
-        after, not_before = start_after(state, settings, since, resume)
-    # a resumed chunk keeps the page size a large tie had grown it to, or it would grow it again
-    size = state.get("resume_page_size", settings.page_size) if resume and not scoped else settings.page_size
-    repeats = set(state.get("tail_uuids", [])) if resume and not scoped else set()
+    # an object's whole history is read from the beginning; the global cursor is untouched
+    state = CursorState() if scoped else CursorState.read(resource_state)
+    state.stalled = None
+    start = Start(None, None) if scoped else state.start(settings, since)
+    # the pages a load reads again before where the last one stopped do not count in `max_pages`
+    base = None if since is not None or scoped else (state.resume or state.cursor)
+    paginator = SearchAfterPaginator(start, settings.page_size, settings.max_page_size)
     params = {"sort": "creation_date", "direction": "asc", **scope.params()}
-    state["reached_end"] = False
-    hints = EVENTS_APPEND_HINTS if append_only else EVENTS_HINTS
-    # Pages are handed to dlt in batches: dlt's cost is per item yielded, not per row. The
-    # batch is always flushed before the generator ends, so rows and state commit together.
-    batch: list[pa.Table] = []
-    for pages, page in enumerate(built_pages(settings, params, after, size, repeats, max_pages), start=1):
-        fetched = page.fetched
-        stats.pages += 1
-        stats.received += page.received
-        stats.duplicates += page.repeats_dropped
-        table = page.table
-        if not_before is not None:
-            table = table.filter(pc.greater(table.column("creation_date"), pa.scalar(not_before, TIMESTAMP)))
-        table = _drop_known(table, known, stats)
-        stats.tie_overflow = fetched.tie_overflow
-        if not scoped and fetched.last_item is not None:
-            _advance(state, fetched, settings)
-            stats.cursor = dict(state["cursor"]) if state.get("cursor") else None
-        if table.num_rows:
-            batch.append(table)
-        if sum(t.num_rows for t in batch) >= _BATCH_ROWS:
-            yield dlt.mark.with_hints(pa.concat_tables(batch), hints, create_table_variant=True)
-            batch = []
+    try:
+        pipeline = None if _refreshed("events") else dlt.current.pipeline()
+    except Exception:  # the source iterated outside a pipeline: nothing is stored
+        pipeline = None
+    with StoredVersions(pipeline) as stored:
+        load = _Load(stored, stats, merges=True if state.merge_next else None)
+        batch: list[_Page] = []
+        fetched = 0
+        for items, mark in fetch_pages(client_for(settings), params, paginator):
+            if base is None or (mark.resume is not None and mark.resume.creation_date > base.creation_date):
+                fetched += 1
+            stats.pages += 1
+            stats.received += mark.received
+            stats.tail_rereads += mark.repeats
+            stats.tie_overflow = mark.tie_overflow
+            page_after = mark.resume.sort_value if mark.resume else None
+            built = build_page(items, page_after, settings.max_item_bytes)
+            batch.append(_Page(latest_within_page(built.table), built.quarantined, mark))
+            stats.duplicates += built.table.num_rows - batch[-1].table.num_rows
+            if mark.stalled:
+                state.stalled = mark.stalled
+            # nor while a tie makes the page grow: the next load would start that over
+            last_page = not mark.has_next or (max_pages is not None and fetched >= max_pages and not mark.regrown)
+            if last_page or sum(p.table.num_rows for p in batch) >= _BATCH_ROWS:
+                taken, pending = (yield from _flush(batch, load, state, settings, scoped, stats)), len(batch)
+                batch = []
+                if taken < pending:
+                    break  # the next load starts before the page left
+            if on_page is not None:
+                on_page(stats)
+            if last_page:
+                break
+        if batch:
+            yield from _flush(batch, load, state, settings, scoped, stats)
+    if not scoped:
+        state.merge_next = load.left_replacement
+        state.write(resource_state)
+
+
+def _flush(
+    batch: list[_Page], load: _Load, state: CursorState, settings: Settings, scoped: bool, stats: RunStats
+) -> Iterator:
+    """Hands the pages this load takes to dlt and moves the cursor past them; returns how many."""
+    tables, taken = load.settle(batch)
+    rows = [t for t in tables if t.num_rows]
+    if rows:
+        if load.merges is None:
+            load.merges = False
+        hints = MERGE_HINTS if load.merges else APPEND_HINTS
+        yield dlt.mark.with_hints(pa.concat_tables(rows), hints, create_table_variant=True)
+    for page in batch[:taken]:
         if page.quarantined:
             stats.quarantined += len(page.quarantined)
             yield dlt.mark.with_hints(page.quarantined, QUARANTINE_HINTS, create_table_variant=True)
-        if on_page is not None:
-            on_page(stats)
-        if max_pages is not None and pages >= max_pages and fetched.has_next_page:
-            break
-    else:
-        state["reached_end"] = True
-    if batch:
-        yield dlt.mark.with_hints(pa.concat_tables(batch), hints, create_table_variant=True)
-
-
-def _advance(state: dict, fetched: FetchedPage, settings: Settings) -> None:
-    last = fetched.last_item
-    creation, sort_value = last.get("creation_date"), last.get("sort_value")
-    previous = state.get("cursor")
-    instant = parse_loose(creation) if isinstance(creation, str) else None
-    # the cursor never moves backwards (a --since run re-reads older pages)
-    if instant is not None and sort_value and (previous is None or instant >= parse_loose(previous["creation_date"])):
-        state["cursor"] = {"creation_date": format_iso(instant), "sort_value": sort_value}
-        if settings.cursor_mode == "opaque":
-            _push_checkpoint(state, state["cursor"]["creation_date"], sort_value, settings)
-    state["resume_after"] = fetched.after
-    state["resume_page_size"] = fetched.page_size
-    state["tail_uuids"] = sorted(fetched.tail_uuids)
+        if not scoped:
+            mark = page.mark
+            state.advance(mark.last, mark.resume if mark.has_next else None, settings)
+    if not scoped:
+        stats.cursor = state.cursor.as_state() if state.cursor else None
+    return taken
 
 
 @dlt.source(name="covage", max_table_nesting=0)
@@ -247,27 +276,21 @@ def covage_source(
     object_type: str | None = None,
     object_uuid: str | None = None,
     since: datetime | None = None,
-    resume: bool = False,
-    known: dict[str, datetime | None] | None = None,
-    stats: RunStats | None = None,
     max_pages: int | None = None,
+    stats: RunStats | None = None,
     on_page: Callable[[RunStats], None] | None = None,
-    append_only: bool = False,
 ):
     """Events of the Covage API. `settings` comes from `covage_pipeline.settings.load_settings()`,
-    which reads dlt's config and secrets; the other arguments scope or resume one run.
-    `append_only` is for the runner alone: it asserts no row of this chunk can be in the table."""
+    which reads dlt's config and secrets; `object_type`/`object_uuid` scope a run to one object
+    (the cursor is untouched), `since` re-reads from a date. `max_pages` ends a load after that
+    many pages (the next load resumes there); `stats` and `on_page` observe progress."""
     # Two tables from one pass over the pages: each yield carries its own table's hints, so the
     # quarantine table does not inherit the events table's key and not-null columns.
-    resource = dlt.resource(events, name="events")(
+    return dlt.resource(events, name="events")(
         settings,
         Scope(object_type, object_uuid),
         since,
-        resume,
-        known or {},
-        stats if stats is not None else RunStats(),
         max_pages,
+        stats if stats is not None else RunStats(),
         on_page,
-        append_only,
     )
-    return resource

@@ -67,7 +67,8 @@ def test_ingest_reports_failures_plainly(cli_env, tmp_path):
     env = {**cli_env, "COVAGE_API_URL": "http://127.0.0.1:9", "RUNTIME__REQUEST_MAX_ATTEMPTS": "1"}
     result = _run(["ingest"], env)
     assert result.returncode == 1
-    assert "Ingestion stopped" in result.stdout and "covage ingest" in result.stdout
+    assert "Ingestion stopped" in result.stdout
+    assert "Nothing answers at COVAGE_API_URL=http://127.0.0.1:9" in result.stdout  # the URL, not "run again"
     assert TOKEN not in result.stdout + result.stderr
     bad = _run(["ingest"], {**env, "COVAGE_CURSOR_MODE": "sideways"})
     assert bad.returncode == 2 and "COVAGE_CURSOR_MODE" in bad.stdout

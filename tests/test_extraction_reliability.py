@@ -143,7 +143,7 @@ def _bad_settings(server: RunningEmulator, tmp_path: Path, **overrides):
 @pytest.mark.parametrize(
     ("body", "ctype", "says"),
     [
-        (b'[{"event_uuid": "a", "creat', "application/json", "not JSON"),
+        (b'[{"event_uuid": "a", "creat', "application/json", "cut short"),
         (b"<!DOCTYPE html><html><body>Please log in</body></html>", "text/html", "HTML page"),
         (b'{"results": []}', "application/json", "not the list of events"),
     ],

@@ -134,11 +134,7 @@ class DeadlineAdapter(HTTPAdapter):
             while True:
                 left = self.deadline_s - (time.monotonic() - started)
                 if left <= 0:
-                    raise ReadTimeout(
-                        f"{request.method} {_strip_query(request.url)}: no complete answer within "
-                        f"{self.deadline_s:g} s (COVAGE_REQUEST_DEADLINE_SECONDS)",
-                        request=request,
-                    )
+                    raise self._late(request)
                 sock = getattr(getattr(response.raw, "connection", None), "sock", None)
                 if sock is not None:  # the next read never waits past the deadline
                     sock.settimeout(min(left, read_timeout) if read_timeout else left)
@@ -149,8 +145,10 @@ class DeadlineAdapter(HTTPAdapter):
         except ProtocolError as exc:  # what requests' own body reading turns these into
             response.close()
             raise ChunkedEncodingError(exc, request=request) from exc
-        except ReadTimeoutError as exc:
+        except (ReadTimeoutError, TimeoutError) as exc:
             response.close()
+            if time.monotonic() - started >= self.deadline_s:
+                raise self._late(request) from None
             raise ConnectionError(exc, request=request) from exc
         except DecodeError as exc:
             response.close()
@@ -162,6 +160,13 @@ class DeadlineAdapter(HTTPAdapter):
         response._content_consumed = True
         response.raw.release_conn()  # read to the end: the connection goes back to the pool
         return response
+
+    def _late(self, request: PreparedRequest) -> ReadTimeout:
+        return ReadTimeout(
+            f"{request.method} {_strip_query(request.url)}: no complete answer within {self.deadline_s:g} s "
+            "(COVAGE_REQUEST_DEADLINE_SECONDS)",
+            request=request,
+        )
 
 
 def _strip_query(url: str | None) -> str:

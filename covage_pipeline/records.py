@@ -83,6 +83,40 @@ QUARANTINE_COLUMNS: dict[str, dict] = {
 
 MAX_ITEM_BYTES = 1_000_000
 
+# The payload fields the reference documents for some event type (as in sql/dbt_project.yml,
+# var `payload_fields`): a payload holding one is not an intervention report.
+PAYLOAD_FIELDS = frozenset(
+    [
+        "kosc_order_ref",
+        "endpoints",
+        "service_uuid",
+        "service_alias",
+        "message",
+        "description",
+        "reason",
+        "reject_reason",
+        "reject_code",
+        "reject_subcode",
+        "reject_description",
+        "start_date",
+        "end_date",
+        "desaturation_type",
+        "stop_deferred",
+    ]
+)
+
+
+def is_report_payload(data) -> bool:
+    """An intervention report (CRI): file labels mapped to http(s) links. The reference gives no
+    `type` for these events, so they are recognised by this, whatever their type (the staging
+    model applies the same rule in SQL, macro `is_report_payload`)."""
+    return (
+        isinstance(data, dict)
+        and bool(data)
+        and PAYLOAD_FIELDS.isdisjoint(data)
+        and all(isinstance(v, str) and v.startswith(("http://", "https://")) for v in data.values())
+    )
+
 
 @dataclass
 class Page:

@@ -20,14 +20,14 @@ from datetime import UTC, datetime
 
 import dlt
 import httpx
+import orjson
 
 from .client import CovageAPIError, client_for, get_event
-from .records import strip_url_tokens
+from .records import is_report_payload, strip_url_tokens
 from .settings import Settings
 from .warehouse import query
 
 TABLE = "intervention_reports"
-CRI_TYPE = "order-cri"
 MAX_LINK_REFRESHES = 3
 FAILED = "none"  # the sha256 of a failed row: one row per (event, label) failure
 
@@ -64,11 +64,17 @@ def _safe(label: str) -> str:
 def pending_events(settings: Settings, retry_failed: bool = False, recheck: bool = False) -> list[dict]:
     """CRI events with work to do: never archived, changed since (a newer modification_date), or,
     with `retry_failed`, with a file whose every attempt failed; with `recheck`, all of them."""
-    events = query(
+    # reports are recognised by their payload, whatever their type: the links narrow it in SQL
+    candidates = query(
         settings,
-        f"select event_uuid, object_uuid, modification_date from {settings.dataset}.events where type = ?",
-        [CRI_TYPE],
+        f"select event_uuid, object_uuid, modification_date, data from {settings.dataset}.events "
+        "where data is not null and cast(data as text) like '%://%'",
     )
+    events = [
+        {k: v for k, v in ev.items() if k != "data"}
+        for ev in candidates
+        if is_report_payload(orjson.loads(ev["data"]) if isinstance(ev["data"], str) else ev["data"])
+    ]
     if recheck:
         return events
     try:

@@ -65,6 +65,7 @@ class HostileAPI:
     redirect: tuple[int, str] | None = None  # (status, base URL) for every listing
     drip_s: float = 0.0  # seconds between bytes of a listing's body
     token: str = "hostile-token"
+    files: dict[str, bytes] = field(default_factory=dict)  # served at /files/NAME?se=...
     calls: int = 0
     seen_credentials: list[str] = field(default_factory=list)
 
@@ -109,8 +110,30 @@ class HostileAPI:
 
         return StreamingResponse(drip(), media_type="application/json", headers={"content-length": str(len(body))})
 
+    async def one(self, request: Request) -> Response:
+        if not self._authorised(request):
+            return JSONResponse({"detail": "Invalid token."}, status_code=401)
+        uuid = request.path_params["uuid"]
+        found = [it for it in self.feed if isinstance(it, dict) and it.get("event_uuid") == uuid]
+        if not found:
+            return JSONResponse({"detail": "Not found."}, status_code=404)
+        item = {k: v for k, v in found[-1].items() if k != "sort_value"}
+        return JSONResponse(item)
+
+    async def file(self, request: Request) -> Response:
+        body = self.files.get(request.path_params["name"])
+        if body is None or not request.query_params.get("se"):
+            return Response(b"<Error>AuthenticationFailed</Error>", status_code=403, media_type="application/xml")
+        return Response(body, media_type="application/pdf")
+
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/api/events/", self.listing)])
+        return Starlette(
+            routes=[
+                Route("/api/events/", self.listing),
+                Route("/api/events/{uuid}/", self.one),
+                Route("/files/{name}", self.file),
+            ]
+        )
 
 
 def _created(item) -> str:

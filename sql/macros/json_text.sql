@@ -11,3 +11,24 @@
 {% macro postgres__json_text(column, key) -%}
     ({{ column }}::jsonb ->> '{{ key }}')
 {%- endmacro %}
+
+{#- True when a JSON payload is an intervention report (CRI): an object of file labels mapped to
+    http(s) links, none of its keys a documented field of another event. The reference gives no
+    `type` for CRI events, so they are recognised by this, whatever their type; Python's
+    covage_pipeline.records.is_report_payload applies the same rule (the archive uses it). -#}
+{% macro is_report_payload(column) -%}
+    {%- set links = '^\\{\\s*("([^"\\\\]|\\\\.)*"\\s*:\\s*"https?://([^"\\\\]|\\\\.)*"\\s*,?\\s*)+\\}$' -%}
+    ({{ column }} is not null
+        and {{ adapter.dispatch('matches_regex', 'covage')('cast(' ~ column ~ ' as text)', links) }}
+        {%- for key in var('payload_fields') %}
+        and {{ json_text(column, key) }} is null
+        {%- endfor %})
+{%- endmacro %}
+
+{% macro default__matches_regex(text, pattern) -%}
+    regexp_matches({{ text }}, '{{ pattern }}')
+{%- endmacro %}
+
+{% macro postgres__matches_regex(text, pattern) -%}
+    ({{ text }} ~ '{{ pattern }}')
+{%- endmacro %}

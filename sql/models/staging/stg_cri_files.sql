@@ -8,7 +8,7 @@ reports as (
 
     select event_uuid, object_uuid, business_time, creation_date, data
     from {{ ref('stg_events') }}
-    where event_type = 'order-cri' and data is not null
+    where is_report
 
 ),
 

@@ -64,7 +64,9 @@ renamed as (
             'order-cri',
             'service-activated', 'service-terminated', 'service-modified', 'service-slammed',
             'service-updated', 'service-info'
-        ) as is_unknown_type,
+        ) and not {{ is_report_payload('data') }} as is_unknown_type,
+        -- an intervention report (CRI), recognised by its payload whatever its type
+        {{ is_report_payload('data') }} as is_report,
 
         -- payload fields, each under the event type that documents it
         {{ json_text('data', 'kosc_order_ref') }} as kosc_order_ref,

@@ -1,0 +1,324 @@
+"""`covage ingest` against a stand-in API that misbehaves (tests/hostile.py, not the emulator): every
+promise of exactly-once checked by the exact rows stored, the exit code and the message."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from covage_pipeline.pipeline import IngestError, ingest
+from covage_pipeline.settings import load_settings
+from covage_pipeline.warehouse import query
+
+from .conftest import POSTGRES_URL
+from .extraction import warehouse
+from .hostile import HostileAPI, Raw, Served, event
+
+TOKEN = "hostile-token"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    for name in ("COVAGE_API_URL", "COVAGE_API_TOKEN", "COVAGE_DATA_DIR", "COVAGE_LOOKBACK_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def settings_for(server: Served, data_dir: Path, **overrides):
+    values = {
+        "api_url": server.url,
+        "api_token": TOKEN,
+        "data_dir": data_dir,
+        "page_size": 5,
+        "chunk_pages": 100,
+        "max_attempts": 2,
+        "backoff_factor": 0.01,
+        "max_retry_delay": 0.05,
+        "request_timeout": 5.0,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+def cli(server: Served, data_dir: Path, *args: str, **variables: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "COVAGE_API_URL": server.url,
+        "COVAGE_API_TOKEN": TOKEN,
+        "COVAGE_DATA_DIR": str(data_dir),
+        "COVAGE_PAGE_SIZE": "5",
+        "RUNTIME__REQUEST_MAX_ATTEMPTS": "2",
+        "RUNTIME__REQUEST_BACKOFF_FACTOR": "0.01",
+        "COLUMNS": "200",
+        **variables,
+    }
+    covage = str(Path(sys.executable).with_name("covage"))
+    return subprocess.run([covage, "ingest", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def rows_by_uuid(settings) -> dict[str, dict]:
+    rows = warehouse(settings)
+    uuids = [r["event_uuid"] for r in rows]
+    assert len(uuids) == len(set(uuids)), "an event_uuid is stored twice"
+    return {r["event_uuid"]: r for r in rows}
+
+
+def data_of(row: dict):
+    return orjson.loads(row["data"]) if isinstance(row["data"], str) else row["data"]
+
+
+def at(n: float) -> str:
+    return event(n)["creation_date"]
+
+
+# -- the same event served twice ---------------------------------------------------------------
+
+
+def test_the_same_event_twice_in_one_page_keeps_the_latest_version(tmp_path):
+    feed = [event(n) for n in range(1, 31)]
+    # evt00007 again in the same page, modified later: the later version must win
+    feed.insert(7, event(7, modification_date=at(500), data={"message": "corrected"}))
+    feed[6]["data"] = {"message": "first"}
+    api = HostileAPI(feed=feed)
+    with Served(api.app()) as server:
+        settings = settings_for(server, tmp_path, page_size=100)
+        run = ingest(settings)
+        stored = rows_by_uuid(settings)
+        assert set(stored) == {f"evt{n:05d}" for n in range(1, 31)}
+        assert data_of(stored["evt00007"]) == {"message": "corrected"}
+        assert stored["evt00007"]["modification_date"] == datetime.fromisoformat(at(500))
+        assert run.stats.new == 30
+        # a rerun over everything keeps that version and writes nothing
+        again = ingest(settings, since=datetime(2025, 1, 1))
+        assert data_of(rows_by_uuid(settings)["evt00007"]) == {"message": "corrected"}
+        assert again.stats.new == 0 and again.stats.updated == 0
+
+
+def test_on_an_equal_modification_date_the_version_served_last_wins(tmp_path):
+    feed = [event(n) for n in range(1, 11)]
+    feed[3]["data"] = {"message": "served first"}
+    feed.insert(4, event(4, data={"message": "served last"}))  # the same modification_date, after
+    api = HostileAPI(feed=feed)
+    with Served(api.app()) as server:
+        settings = settings_for(server, tmp_path, page_size=100)
+        ingest(settings)
+        stored = rows_by_uuid(settings)
+    assert len(stored) == 10
+    assert data_of(stored["evt00004"]) == {"message": "served last"}
+
+
+@pytest.mark.parametrize("chunk_pages", [1, 100])
+def test_the_same_event_on_two_pages_keeps_the_latest_version(tmp_path, chunk_pages):
+    feed = [event(n) for n in range(1, 46)]
+    feed[2]["data"] = {"message": "old"}
+    # evt00003 again four pages later (page size 5), modified: the newer version
+    feed.insert(22, event(3, creation_date=at(22.5), modification_date=at(600), data={"message": "new"}))
+    # evt00030 again later, but an older version than the one already served: ignored
+    thirtieth = next(item for item in feed if item["event_uuid"] == "evt00030")
+    thirtieth.update(modification_date=at(700), data={"message": "newest"})
+    feed.insert(40, event(30, creation_date=at(38.5), modification_date=at(650), data={"message": "stale"}))
+    api = HostileAPI(feed=feed)
+    with Served(api.app()) as server:
+        settings = settings_for(server, tmp_path, chunk_pages=chunk_pages)
+        first = ingest(settings)
+        stored = rows_by_uuid(settings)
+        assert set(stored) == {f"evt{n:05d}" for n in range(1, 46)}
+        assert data_of(stored["evt00003"]) == {"message": "new"}
+        assert data_of(stored["evt00030"]) == {"message": "newest"}
+        assert first.stats.stale >= 1  # counted at each read: a load re-reads its lookback
+        # an incremental run, one page a load, over the whole feed again: nothing changes
+        again = ingest(settings, since=datetime(2025, 1, 1))
+        assert rows_by_uuid(settings) == stored
+        assert again.stats.new == again.stats.updated == 0
+
+
+def test_an_update_within_the_lookback_replaces_the_stored_version(tmp_path):
+    """The default lookback re-reads the last minutes: a version modified there is replaced."""
+    feed = [event(n) for n in range(1, 21)]
+    api = HostileAPI(feed=feed)
+    with Served(api.app()) as server:
+        settings = settings_for(server, tmp_path)
+        ingest(settings)
+        feed[17] = event(18, modification_date=at(3000), data={"message": "corrected"})
+        feed.append(event(21))
+        run = ingest(settings)
+        stored = rows_by_uuid(settings)
+    assert run.stats.updated == 1 and run.stats.new == 1
+    assert data_of(stored["evt00018"]) == {"message": "corrected"}
+    assert len(stored) == 21
+
+
+# -- a server that makes no progress -----------------------------------------------------------
+
+
+def test_a_server_ignoring_after_stops_with_an_error_after_keeping_what_was_new(tmp_path):
+    api = HostileAPI(feed=[event(n) for n in range(1, 11)], ignore_after=True)
+    with Served(api.app()) as server:
+        result = cli(server, tmp_path)
+        calls = api.calls
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "stopped making progress" in out and "/api/events/" in out and "after=" in out
+    assert "Traceback" not in result.stdout + result.stderr
+    assert calls <= 4
+    settings = load_settings(data_dir=tmp_path)
+    assert set(rows_by_uuid(settings)) == {f"evt{n:05d}" for n in range(1, 6)}  # the first page, once
+
+
+# -- credentials never leave the API's origin --------------------------------------------------
+
+
+@pytest.mark.parametrize("auth_type", ["bearer", "basic", "header"])
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_to_another_port_is_refused_for_every_auth_type(tmp_path, auth_type, status):
+    elsewhere = HostileAPI(feed=[event(1)])
+    with Served(elsewhere.app()) as other:
+        api = HostileAPI(redirect=(status, other.url))
+        with Served(api.app()) as server:
+            settings = settings_for(server, tmp_path, auth_type=auth_type)
+            with pytest.raises(IngestError) as info:
+                ingest(settings)
+    message = str(info.value)
+    assert server.url in message and other.url in message and "another origin" in message
+    assert elsewhere.calls == 0 and elsewhere.seen_credentials == []
+    assert TOKEN not in message
+
+
+@pytest.mark.parametrize("auth_type", ["bearer", "basic", "header"])
+def test_a_redirect_to_another_loopback_address_is_refused(tmp_path, auth_type):
+    elsewhere = HostileAPI(feed=[event(1)])
+    with Served(elsewhere.app(), host="127.0.0.2") as other:
+        api = HostileAPI(redirect=(302, other.url))
+        with Served(api.app()) as server, pytest.raises(IngestError) as info:
+            ingest(settings_for(server, tmp_path, auth_type=auth_type))
+    assert "127.0.0.2" in str(info.value)
+    assert elsewhere.calls == 0 and elsewhere.seen_credentials == []
+
+
+# -- a body that drips -------------------------------------------------------------------------
+
+
+def test_a_dripping_body_ends_in_a_clear_error_within_the_deadline(tmp_path):
+    api = HostileAPI(feed=[event(n) for n in range(1, 4)], drip_s=0.05)  # about 40 s a page
+    with Served(api.app()) as server:
+        started = time.monotonic()
+        result = cli(server, tmp_path, COVAGE_REQUEST_DEADLINE_SECONDS="1.5")
+        elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    out = " ".join(result.stdout.split())
+    assert "no complete answer within 1.5 s" in out and "COVAGE_REQUEST_DEADLINE_SECONDS" in out
+    assert api.calls == 2  # retried once, like a timeout
+    assert elapsed < 20  # two deadlines and the process start, not the 80 s of two whole bodies
+
+
+# -- items that cannot be read -----------------------------------------------------------------
+
+POISON = {
+    "not valid UTF-8": b'{"event_uuid": "bad-utf8", "type": "order-running", "data": {"message": "caf\xe9"}}',
+    "holds a lone UTF-16 surrogate": b'{"event_uuid": "bad-surrogate", "data": {"message": "\\ud800"}}',
+    "nested deeper than 1024 levels": b'{"event_uuid": "too-deep", "data": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+}
+
+
+def in_feed_order(feed: list) -> list:
+    """As the API lists them: by creation_date (a stable sort keeps the order of equal instants)."""
+    return sorted(feed, key=lambda item: item.creation_date if isinstance(item, Raw) else item["creation_date"])
+
+
+def poisoned_feed() -> list:
+    feed: list = [event(n) for n in range(1, 13)]
+    feed += [Raw(at(3.5 + 4 * i), body) for i, body in enumerate(POISON.values())]
+    return in_feed_order(feed)
+
+
+def test_unreadable_items_are_quarantined_with_their_bytes_and_the_rest_loaded(tmp_path):
+    api = HostileAPI(feed=poisoned_feed())
+    with Served(api.app()) as server:
+        result = cli(server, tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        again = cli(server, tmp_path)  # never stuck at the bad page: a rerun ends as well
+        assert again.returncode == 0, again.stdout + again.stderr
+    settings = load_settings(data_dir=tmp_path)
+    assert set(rows_by_uuid(settings)) == {f"evt{n:05d}" for n in range(1, 13)}
+    quarantine = {q["event_uuid"]: q for q in warehouse(settings, "events_quarantine")}
+    assert set(quarantine) == {"bad-utf8", "bad-surrogate", "too-deep"}
+    for (why, body), uuid in zip(POISON.items(), ("bad-utf8", "bad-surrogate", "too-deep"), strict=True):
+        row = quarantine[uuid]
+        assert why in row["reason"]
+        assert base64.b64decode(row["raw_base64"]) == body
+    assert "Check COVAGE_API_URL" not in result.stdout
+
+
+# -- a server that reads the reference otherwise -----------------------------------------------
+
+
+def test_a_server_honouring_only_limit_is_read_to_the_end(tmp_path):
+    api = HostileAPI(feed=[event(n) for n in range(1, 251)], honour=("limit",), default_page=100)
+    with Served(api.app()) as server:
+        settings = settings_for(server, tmp_path, page_size=1000)
+        ingest(settings)
+    assert len(rows_by_uuid(settings)) == 250
+
+
+def test_a_server_honouring_neither_spelling_is_read_to_the_end(tmp_path):
+    api = HostileAPI(feed=[event(n) for n in range(1, 251)], honour=(), default_page=100)
+    with Served(api.app()) as server:
+        settings = settings_for(server, tmp_path, page_size=1000)
+        ingest(settings)
+    assert len(rows_by_uuid(settings)) == 250
+
+
+def test_a_report_under_another_type_is_recognised_by_its_payload_and_archived(tmp_path):
+    from covage_pipeline.models import build
+    from covage_pipeline.reports import archive_reports
+
+    api = HostileAPI(files={"cr-42.pdf": b"%PDF-1.4 report 42"})
+    with Served(api.app()) as server:
+        link = f"{server.url}/files/cr-42.pdf?se=2026-01-01T00%3A30%3A00Z&sig=SECRET"
+        api.feed = [event(1, type="order-submitted", data={"kosc_order_ref": "O260101_00001"}), event(2)]
+        api.feed.append(event(3, type="cri", object_uuid="order-0", data={"fichier 1": link}))
+        api.feed.append(event(4, type="order-info", data={"message": "see https://example.org/x?a=1"}))
+        settings = settings_for(server, tmp_path)
+        ingest(settings)
+        stats = archive_reports(settings)
+        result = build(settings, "stg_events stg_cri_files")
+    assert stats.archived == 1 and stats.failed == 0
+    assert result.success, result.error
+    files = query(settings, "select event_uuid, file_label, file_url from main_staging.stg_cri_files")
+    assert [(f["event_uuid"], f["file_label"], f["file_url"]) for f in files] == [
+        ("evt00003", "fichier 1", f"{server.url}/files/cr-42.pdf")
+    ]
+    staged = {r["event_uuid"]: r for r in query(settings, "select * from main_staging.stg_events")}
+    assert staged["evt00003"]["is_report"] and not staged["evt00003"]["is_unknown_type"]
+    assert not staged["evt00004"]["is_report"]
+    archived = list(Path(settings.reports_location).rglob("*.pdf"))
+    assert [p.read_bytes() for p in archived] == [b"%PDF-1.4 report 42"]
+
+
+# -- the same cases where PostgreSQL stores them differently ----------------------------------
+
+
+def test_repeats_and_unreadable_items_on_postgres(tmp_path, pg_prefix):
+    feed = in_feed_order(
+        [*poisoned_feed(), event(2, creation_date=at(6.5), modification_date=at(900), data={"message": "new"})]
+    )
+    api = HostileAPI(feed=feed)
+    with Served(api.app()) as server:
+        settings = settings_for(
+            server, tmp_path, destination="postgres", postgres_url=POSTGRES_URL, dataset=f"{pg_prefix}_raw"
+        )
+        ingest(settings)
+        ingest(settings, since=datetime(2025, 1, 1))
+    stored = rows_by_uuid(settings)
+    assert set(stored) == {f"evt{n:05d}" for n in range(1, 13)}
+    assert data_of(stored["evt00002"]) == {"message": "new"}
+    quarantine = {q["event_uuid"]: q for q in warehouse(settings, "events_quarantine")}
+    assert set(quarantine) == {"bad-utf8", "bad-surrogate", "too-deep"}
+    assert base64.b64decode(quarantine["bad-utf8"]["raw_base64"]) == POISON["not valid UTF-8"]

@@ -28,12 +28,32 @@ app = typer.Typer(
     help="covage-pipeline: the Covage (Kosc) events feed, kept in step in your warehouse.",
     no_args_is_help=True,
     rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,  # a traceback (--debug) never prints a token held in a variable
 )
 emulator_app = typer.Typer(
     help="A local emulator of the Covage events API (tests, demos, benchmarks).", no_args_is_help=True
 )
 app.add_typer(emulator_app, name="emulator")
 console = Console()
+
+_DEBUG = {"on": False}
+
+
+def _fail(exc: Exception, code: int = 1):
+    """Says what went wrong in the words of `exc`; the traceback only with --debug."""
+    if _DEBUG["on"]:
+        raise exc
+    console.print(f"[red]{exc}[/]")
+    raise typer.Exit(code) from None
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of an error (for a bug report).")
+    ] = False,
+) -> None:
+    _DEBUG["on"] = debug or os.environ.get("COVAGE_DEBUG", "") not in ("", "0")
 
 
 def _today_utc() -> datetime:
@@ -191,7 +211,7 @@ def _settings(**overrides):
         return load_settings(**overrides)
     except ValueError as exc:
         console.print(f"[red]Configuration error:[/] {exc}")
-        raise typer.Exit(2) from exc
+        raise typer.Exit(2) from None
 
 
 def _parse_since(value: str | None) -> datetime | None:
@@ -229,6 +249,7 @@ def run_ingest(
             object_type=object_type,
             object_uuid=object_uuid,
             on_page=on_page,
+            on_wait=progress.console.print,
         )
 
 
@@ -242,7 +263,8 @@ def print_ingest_summary(summary) -> None:
         ("events received", f"{d['received']:,}"),
         ("new", f"{d['new']:,}"),
         ("updated", f"{d['updated']:,}"),
-        ("skipped as duplicates", f"{d['skipped_duplicates']:,}"),
+        ("unchanged (read again)", f"{d['skipped_duplicates']:,}"),
+        ("older versions ignored", f"{d['stale']:,}"),
         ("quarantined", f"{d['quarantined']:,}"),
         ("events in the warehouse", f"{d['events_in_table']:,}" if d["events_in_table"] is not None else "?"),
         ("time", f"{d['seconds']:.1f} s ({d['events_per_s'] or 0:,} events/s)"),
@@ -292,8 +314,7 @@ def ingest_command(
             object_uuid=object_uuid,
         )
     except IngestError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
+        _fail(exc)
     print_ingest_summary(summary)
 
 
@@ -317,7 +338,12 @@ def build_command(
     if settings.destination == "duckdb" and not settings.duckdb_path.exists():
         console.print(f"[red]No warehouse at {settings.duckdb_path}: run `covage ingest` first.[/]")
         raise typer.Exit(1)
-    build_and_publish(settings, select, full_refresh=full_refresh)
+    from .locking import WarehouseBusy
+
+    try:
+        build_and_publish(settings, select, full_refresh=full_refresh)
+    except WarehouseBusy as exc:
+        _fail(exc)
 
 
 def build_and_publish(settings: Settings, select: str | None = None, *, full_refresh: bool = False) -> None:
@@ -325,7 +351,7 @@ def build_and_publish(settings: Settings, select: str | None = None, *, full_ref
     from .models import build
 
     started = time.perf_counter()
-    result = build(settings, select, full_refresh=full_refresh)
+    result = build(settings, select, full_refresh=full_refresh, on_wait=console.print)
     counts = Counter(result.statuses.values())
     passed = counts.get("pass", 0) + counts.get("success", 0)
     detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
@@ -714,7 +740,14 @@ def demo(
 def main() -> None:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    app()
+    try:
+        app(standalone_mode=True)
+    except Exception as exc:  # anything no command explained: one line, the traceback on demand
+        if _DEBUG["on"]:
+            raise
+        console.print(f"[red]{type(exc).__name__}: {exc}[/]")
+        console.print("Run the command again with --debug (covage --debug ...) to see where it failed.")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

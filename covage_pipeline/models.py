@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from .locking import duckdb_lock_holder, retry_while_locked, writer_lock
 from .settings import Settings
 
 SQL_DIR = Path(os.environ.get("COVAGE_DBT_PROJECT_DIR", Path(__file__).resolve().parents[1] / "sql"))
@@ -64,9 +66,14 @@ def dbt(settings: Settings, *args: str) -> BuildResult:
     target = ["--target", settings.destination]
     result = dbtRunner().invoke([*args, *target, "--project-dir", str(SQL_DIR), "--profiles-dir", str(SQL_DIR)])
     statuses = {}
+    messages = []
     for node in getattr(result.result, "results", None) or []:
         statuses[node.node.unique_id] = str(node.status)
-    error = None if result.success else str(result.exception or "dbt reported failures")
+        if str(node.status) in ("error", "fail", "runtime error") and node.message:
+            messages.append(str(node.message))
+    error = None
+    if not result.success:
+        error = str(result.exception) if result.exception else "; ".join(messages[:3]) or "dbt reported failures"
     return BuildResult(bool(result.success), statuses, error)
 
 
@@ -112,11 +119,17 @@ def prepare_manifest(settings: Settings) -> Path:
 NOT_PORTED = ("bigquery", "snowflake")
 
 
-def build(settings: Settings, select: str | None = None, full_refresh: bool = False) -> BuildResult:
+def build(
+    settings: Settings,
+    select: str | None = None,
+    full_refresh: bool = False,
+    on_wait: Callable[[str], None] | None = None,
+) -> BuildResult:
     """`dbt build`: every model, then its tests; a failing test fails the build.
 
     `full_refresh` rebuilds the incremental models from every event, as after an upgrade of the
-    models: an incremental build only reads the loads it has not seen.
+    models: an incremental build only reads the loads it has not seen. Waits (telling `on_wait`)
+    while another process writes the warehouse.
     """
     if settings.destination in NOT_PORTED:
         return BuildResult(
@@ -129,4 +142,16 @@ def build(settings: Settings, select: str | None = None, full_refresh: bool = Fa
     # also run a relationships test towards a model not built yet, and fail on a fresh warehouse
     selection = ["--select", select, "--indirect-selection", "cautious"] if select else []
     args = [*selection, *(["--full-refresh"] if full_refresh else [])]
-    return dbt(settings, "build", *args)
+
+    def attempt() -> BuildResult:
+        result = dbt(settings, "build", *args)
+        if not result.success and duckdb_lock_holder(result.error or ""):
+            raise _Locked(result.error)
+        return result
+
+    with writer_lock(settings, "covage build", on_wait):
+        return retry_while_locked(attempt, lambda exc: exc if isinstance(exc, _Locked) else None, settings, on_wait)
+
+
+class _Locked(RuntimeError):
+    """dbt could not open the warehouse: another process holds DuckDB's lock."""

@@ -21,6 +21,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from .client import CovageAPIError
 from .cursor import CursorState
+from .locking import WarehouseBusy, duckdb_lock_holder, retry_while_locked, writer_lock
 from .settings import Settings
 from .source import RunStats, covage_source
 
@@ -51,6 +52,7 @@ class IngestSummary:
             "new": s.new,
             "updated": s.updated,
             "skipped_duplicates": s.duplicates,
+            "stale": s.stale,
             "quarantined": s.quarantined,
             "tie_overflow": s.tie_overflow,
             "chunks": self.chunks,
@@ -63,7 +65,7 @@ class IngestSummary:
 
 
 def make_pipeline(settings: Settings) -> dlt.Pipeline:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.prepare_data_dir()
     # Arrow rows get no _dlt_load_id unless asked; the dbt staging model reads only the loads it
     # has not seen (incremental), so every row must carry its load id. A constant dictionary
     # column: it costs next to nothing.
@@ -116,23 +118,53 @@ def ingest(
     on_page: Callable[[RunStats], None] | None = None,
     pipeline: dlt.Pipeline | None = None,
     run_chunk: Callable[[dlt.Pipeline, DltSource, str | None], object] | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> IngestSummary:
     """Brings the warehouse up to date with the API, one committed load per chunk of pages.
 
     `run_chunk(pipeline, source, refresh)` loads one chunk; default `pipeline.run`. Dagster passes
     its `DagsterDltResource.run`, which drops the local state first and restores it from the
     destination: the cursor lives in the destination's state, so each chunk resumes correctly.
+    While another process writes the warehouse, it waits (telling `on_wait`), then starts.
     """
+    try:
+        settings.prepare_data_dir()
+    except ValueError as exc:
+        raise IngestError(str(exc)) from None
+
+    def attempt() -> IngestSummary:
+        return _ingest(settings, full_refresh, since, object_type, object_uuid, on_page, pipeline, run_chunk)
+
+    try:
+        with writer_lock(settings, "covage ingest", on_wait):
+            return retry_while_locked(attempt, lambda exc: exc, settings, on_wait)
+    except WarehouseBusy as exc:
+        raise IngestError(str(exc)) from None
+
+
+def _ingest(
+    settings: Settings,
+    full_refresh: bool,
+    since: datetime | None,
+    object_type: str | None,
+    object_uuid: str | None,
+    on_page: Callable[[RunStats], None] | None,
+    pipeline: dlt.Pipeline | None,
+    run_chunk: Callable[[dlt.Pipeline, DltSource, str | None], object] | None,
+) -> IngestSummary:
     run_chunk = run_chunk or _run_chunk
     pipeline = pipeline or make_pipeline(settings)
-    if full_refresh:
-        pipeline.drop()  # local state only; the tables and their state go with refresh below
-        pipeline = make_pipeline(settings)
-    else:
-        _finish_crashed_run(pipeline, settings)
-        # a lost or dropped local folder (Dagster drops it before each run): the cursor and the
-        # rest of the state come back from the destination before this run plans its work
-        pipeline.sync_destination()
+    try:
+        if full_refresh:
+            pipeline.drop()  # local state only; the tables and their state go with refresh below
+            pipeline = make_pipeline(settings)
+        else:
+            _finish_crashed_run(pipeline, settings)
+            # a lost or dropped local folder (Dagster drops it before each run): the cursor and the
+            # rest of the state come back from the destination before this run plans its work
+            pipeline.sync_destination()
+    except PipelineStepFailed as exc:
+        raise IngestError(_failure_message(exc, None, settings)) from None
     stats = RunStats()
     started = time.monotonic()
     scoped = bool(object_type or object_uuid)
@@ -264,6 +296,14 @@ def explain(cause: BaseException, settings: Settings) -> str:
                 f"Nothing answers at COVAGE_API_URL={settings.api_url}: check the address (and that the API or "
                 "`covage emulator serve` is running)."
             )
+    if type(cause).__name__ == "OperationalError" and settings.destination == "postgres":
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        return (
+            f"PostgreSQL cannot be reached or refused the connection ({first}): check COVAGE_POSTGRES_URL "
+            "(or DESTINATION__POSTGRES__CREDENTIALS) and that the server is running."
+        )
+    if duckdb_lock_holder(cause):
+        return f"The warehouse is held by {duckdb_lock_holder(cause)}: close it there, then run `covage ingest`."
     if isinstance(cause, CovageAPIError):
         return "Nothing was loaded from the failing page; fix the cause above, then run `covage ingest` again."
     return "Run `covage ingest` again to resume (it re-reads the lookback window; nothing is duplicated)."

@@ -106,6 +106,23 @@ class Settings:
             return str(self.duckdb_path)
         return f"{self.destination} schema {self.dataset}"
 
+    def prepare_data_dir(self) -> Path:
+        """The data dir, created if missing; a ValueError that names the setting if it cannot be."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.data_dir / ".covage-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            if isinstance(exc, FileExistsError | NotADirectoryError):
+                reason = "a file is in the way, not a folder"
+            raise ValueError(
+                f"COVAGE_DATA_DIR={self.data_dir} is not a folder covage-pipeline can write ({reason}). "
+                "Point COVAGE_DATA_DIR at a writable folder."
+            ) from None
+        return self.data_dir
+
     def check(self) -> Settings:
         if urlsplit(self.api_url).scheme not in ("http", "https") or not urlsplit(self.api_url).netloc:
             raise ValueError(

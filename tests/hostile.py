@@ -65,6 +65,7 @@ class HostileAPI:
     redirect: tuple[int, str] | None = None  # (status, base URL) for every listing
     drip_s: float = 0.0  # seconds between bytes of a listing's body
     token: str = "hostile-token"
+    refusal: int = 401  # the status of a listing asked with a wrong token
     files: dict[str, bytes] = field(default_factory=dict)  # served at /files/NAME?se=...
     calls: int = 0
     seen_credentials: list[str] = field(default_factory=list)
@@ -98,7 +99,7 @@ class HostileAPI:
             status, target = self.redirect
             return RedirectResponse(f"{target}{request.url.path}?{request.url.query}", status_code=status)
         if not self._authorised(request):
-            return JSONResponse({"detail": "Invalid token."}, status_code=401)
+            return JSONResponse({"detail": "Invalid token."}, status_code=self.refusal)
         body = self.page(request.query_params)
         if not self.drip_s:
             return Response(body, media_type="application/json")

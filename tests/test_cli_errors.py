@@ -1,0 +1,162 @@
+"""Errors a person can act on: each says what is wrong and which setting to change, no traceback
+unless --debug; and two writers of the warehouse wait for each other instead of failing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from covage_pipeline.emulator import FaultConfig
+from covage_pipeline.settings import load_settings
+
+from .conftest import TOKEN
+from .extraction import assert_equals_ground_truth
+from .hostile import HostileAPI, Served, event
+
+COVAGE = str(Path(sys.executable).with_name("covage"))
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    values = {k: v for k, v in os.environ.items() if not k.startswith("COVAGE_")}
+    values.update(
+        COVAGE_API_TOKEN=TOKEN,
+        COVAGE_DATA_DIR=str(tmp_path / "data"),
+        COLUMNS="200",
+        RUNTIME__REQUEST_MAX_ATTEMPTS="1",
+    )
+    return values
+
+
+def covage(*args: str, env: dict, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([COVAGE, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def said(result: subprocess.CompletedProcess) -> str:
+    return " ".join((result.stdout + result.stderr).split())
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("COVAGE_PAGE_SIZE", "abc", "COVAGE_PAGE_SIZE='abc' is not a valid number"),
+        ("COVAGE_LOOKBACK_SECONDS", "ten", "COVAGE_LOOKBACK_SECONDS='ten' is not a valid number"),
+        ("COVAGE_API_URL", "extranet.kosc-telecom.fr", "COVAGE_API_URL must be an http:// or https:// address"),
+        ("COVAGE_API_URL", "ftp://extranet.kosc-telecom.fr", "COVAGE_API_URL must be an http:// or https:// address"),
+    ],
+)
+def test_a_setting_that_does_not_parse_is_named(env, variable, value, named):
+    result = covage("ingest", env={**env, variable: value})
+    assert result.returncode == 2
+    assert named in said(result)
+    assert "Traceback" not in said(result)
+
+
+def test_a_data_dir_that_is_a_file_says_so(env, tmp_path):
+    blocker = tmp_path / "data"
+    blocker.write_text("not a folder")
+    result = covage("ingest", env=env)
+    assert result.returncode == 1
+    assert f"COVAGE_DATA_DIR={blocker} is not a folder" in said(result)
+    assert "Traceback" not in said(result)
+    debug = covage("--debug", "ingest", env=env)
+    assert "Traceback" in said(debug)  # on demand
+
+
+def test_an_unreachable_postgres_says_which_setting(env):
+    url = "postgresql://postgres:pg-SECRET-pw@127.0.0.1:9/test"
+    result = covage("ingest", env={**env, "COVAGE_DESTINATION": "postgres", "COVAGE_POSTGRES_URL": url})
+    assert result.returncode == 1
+    assert "PostgreSQL cannot be reached" in said(result) and "COVAGE_POSTGRES_URL" in said(result)
+    assert "pg-SECRET-pw" not in said(result) and "Traceback" not in said(result)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_token_names_the_token_setting(env, status):
+    api = HostileAPI(feed=[event(1)], token="the-right-token", refusal=status)
+    with Served(api.app()) as server:
+        result = covage("ingest", env={**env, "COVAGE_API_URL": server.url, "COVAGE_API_AUTH": "header"})
+    assert result.returncode == 1
+    text = said(result)
+    assert f"The API refused the token ({status})" in text
+    assert status == 401 or "may not read these events" in text
+    assert "COVAGE_API_TOKEN" in text and "COVAGE_API_AUTH=header" in text and "X-API-Key" in text
+    assert TOKEN not in text and "Traceback" not in text
+
+
+def test_connection_refused_says_it_is_the_url(env):
+    result = covage("ingest", env={**env, "COVAGE_API_URL": "http://127.0.0.1:9"})
+    assert result.returncode == 1
+    assert "Nothing answers at COVAGE_API_URL=http://127.0.0.1:9" in said(result)
+    assert "Run `covage ingest` again" not in said(result)
+
+
+def _wait_for_lock(data_dir: Path, holder: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    lock = data_dir / ".covage-writer.lock"
+    deadline = time.monotonic() + timeout
+    while not (lock.exists() and holder in lock.read_text()):
+        assert proc.poll() is None, "the first writer ended before the second started"
+        assert time.monotonic() < deadline, "the first writer never took the lock"
+        time.sleep(0.05)
+
+
+def test_two_ingests_at_once_wait_for_each_other_and_converge(emulator_factory, env, tmp_path):
+    emu = emulator_factory(orders=200, faults=FaultConfig(slow_rate=1.0, slow_s=0.15))
+    env = {**env, "COVAGE_API_URL": emu.url, "COVAGE_PAGE_SIZE": "40"}
+    first = subprocess.Popen([COVAGE, "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for_lock(tmp_path / "data", "covage ingest", first)
+    second = covage("ingest", env=env)
+    out_first, _ = first.communicate(timeout=180)
+    assert first.returncode == 0, out_first
+    assert second.returncode == 0, said(second)
+    assert f"Waiting for PID {first.pid}: covage ingest" in said(second)
+    emu.app.faults.configure(FaultConfig())
+    assert_equals_ground_truth(load_settings(data_dir=tmp_path / "data"), emu.store.ground_truth(emu.url))
+
+
+def test_a_build_during_an_ingest_waits_for_it(emulator_factory, env, tmp_path):
+    emu = emulator_factory(orders=150)
+    env = {**env, "COVAGE_API_URL": emu.url, "COVAGE_PAGE_SIZE": "40"}
+    assert covage("ingest", env=env).returncode == 0
+    emu.store.advance(3 * 86400)
+    emu.app.faults.configure(FaultConfig(slow_rate=1.0, slow_s=1.0))
+    ingest = subprocess.Popen([COVAGE, "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for_lock(tmp_path / "data", "covage ingest", ingest)
+    build = covage("build", "--select", "stg_events", env=env)
+    ingest.communicate(timeout=180)
+    assert ingest.returncode == 0
+    assert build.returncode == 0, said(build)
+    assert f"Waiting for PID {ingest.pid}: covage ingest" in said(build)
+
+
+def test_a_warehouse_held_by_another_program_is_waited_for_then_named(emulator_factory, env, tmp_path):
+    emu = emulator_factory(orders=30)
+    env = {**env, "COVAGE_API_URL": emu.url}
+    assert covage("ingest", env=env).returncode == 0
+    holder_code = (
+        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+        "time.sleep(float(sys.argv[2]))"
+    )
+    path = str(tmp_path / "data" / "covage.duckdb")
+    holder = subprocess.Popen([sys.executable, "-c", holder_code, path, "60"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    try:
+        refused = covage("ingest", env={**env, "COVAGE_LOCK_TIMEOUT_SECONDS": "2"})
+    finally:
+        holder.kill()
+        holder.wait()
+    assert refused.returncode == 1
+    assert f"still held by PID {holder.pid}: python" in said(refused) and "COVAGE_LOCK_TIMEOUT_SECONDS" in said(refused)
+    assert "Traceback" not in said(refused)
+    # a holder that lets go in time: the ingest waits, then runs
+    brief = subprocess.Popen([sys.executable, "-c", holder_code, path, "3"], stdout=subprocess.PIPE, text=True)
+    assert brief.stdout.readline().strip() == "held"
+    waited = covage("ingest", env=env)
+    brief.wait()
+    assert waited.returncode == 0, said(waited)
+    assert f"Waiting: PID {brief.pid}: python" in said(waited)

@@ -53,12 +53,15 @@ def client() -> Iterator[httpx.Client]:
         yield c
 
 
-def page_all(client: httpx.Client, url: str, size: int = 50, **params) -> tuple[list[dict], int]:
-    """Naive search-after paging, as the reference describes it: (items, number of pages)."""
+def page_all(client: httpx.Client, url: str, size: int = 50, max_pages: int = 2000, **params) -> tuple[list[dict], int]:
+    """Naive search-after paging, as the reference describes it: (items, number of pages).
+
+    Fails after `max_pages`: an emulator whose `after` stopped moving fails here in seconds."""
     items: list[dict] = []
     after = None
     pages = 0
     while True:
+        assert pages < max_pages, f"paging did not end after {max_pages} pages (is `after` strictly later?)"
         query = {"sort": "creation_date", "direction": "asc", "size": size, **params}
         if after is not None:
             query["after"] = after

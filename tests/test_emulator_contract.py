@@ -377,7 +377,7 @@ def test_same_seed_same_data_other_seed_other_data():
 
 
 def test_lifecycles_follow_the_events_by_type_of_order_table():
-    store = EventStore(make_config(orders=1500))
+    store = EventStore(make_config(orders=1500, late_share=0.0))  # every event visible when created
     events_by_object: dict[str, list] = {}
     for ev in store.visible():
         events_by_object.setdefault(ev.object_uuid, []).append(ev)

@@ -124,7 +124,7 @@ class EmulatorApp:
                 )
             size = int(raw_size)
         after_us = None
-        if "after" in params:
+        if params.get("after"):  # an empty `after=` is no cursor, as the OpenAPI schema allows
             try:
                 after_us = decode_cursor(params["after"])
             except ValueError as exc:
@@ -154,7 +154,7 @@ class EmulatorApp:
                 403, "You must belong to the 'admin' or 'delivery' group to post messages.", "permission_denied"
             )
         order_uuid = request.path_params["order_uuid"]
-        if self.store.order(order_uuid) is None:
+        if not self.store.knows_order(order_uuid):
             return _error(404, "Not found.", "not_found")
         try:
             body = orjson.loads(await request.body())

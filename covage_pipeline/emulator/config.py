@@ -25,18 +25,33 @@ class FaultConfig:
     slow_s: float = 3.0
     drop_rate: float = 0.0  # connection closed in the middle of the body
     truncate_rate: float = 0.0  # 200 with a JSON body cut short
+    # what a server that reads the reference otherwise, or misbehaves, does (listings only)
+    duplicate_rate: float = 0.0  # a page serves one of its items twice
+    bad_bytes_rate: float = 0.0  # a page holds one item with a byte that is not UTF-8
+    drip_rate: float = 0.0  # the body arrives one byte every `drip_s`
+    drip_s: float = 1.0
+    ignore_after: bool = False  # `after` is ignored: the first page, again and again
+    page_size_param: str = "both"  # which of `size` and `limit` is honoured: both, size, limit, neither
+    redirect_to: str | None = None  # every listing redirected there (another origin, say)
+    redirect_status: int = 302
     seed: int = 0
 
     def any(self) -> bool:
-        return any(
-            rate > 0
-            for rate in (
-                self.error_rate,
-                self.rate_limit_rate,
-                self.slow_rate,
-                self.drop_rate,
-                self.truncate_rate,
-            )
+        rates = (
+            self.error_rate,
+            self.rate_limit_rate,
+            self.slow_rate,
+            self.drop_rate,
+            self.truncate_rate,
+            self.duplicate_rate,
+            self.bad_bytes_rate,
+            self.drip_rate,
+        )
+        return (
+            any(rate > 0 for rate in rates)
+            or self.ignore_after
+            or self.page_size_param != "both"
+            or self.redirect_to is not None
         )
 
     @classmethod
@@ -96,6 +111,12 @@ class EmulatorConfig:
     late_window_s: float = 300.0  # how late, at most (drives the client's default lookback)
     malformed_share: float = 0.005
     unknown_type_share: float = 0.003
+    # corrected by the operator after creation: a later modification_date, the payload amended,
+    # within `modified_window_s` of being visible (what a consumer's lookback must catch)
+    modified_share: float = 0.01
+    modified_window_s: float = 240.0
+    # the `type` of an intervention-report event: the reference names none ("CRI"); ours is a guess
+    cri_event_type: str = "order-cri"
 
     def pace_per_day(self) -> float:
         if self.orders_per_day is not None:

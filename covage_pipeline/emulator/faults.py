@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
@@ -37,6 +38,14 @@ class FaultInjector:
             await self.app(scope, receive, send)
             return
         cfg, rng = self.config, self._rng
+        if scope["path"].rstrip("/") == "/api/events":
+            if cfg.redirect_to:
+                self._count("redirect")
+                query = scope.get("query_string", b"").decode()
+                location = f"{cfg.redirect_to.rstrip('/')}{scope['path']}" + (f"?{query}" if query else "")
+                await _respond(send, cfg.redirect_status, {"detail": "Moved."}, [(b"location", location.encode())])
+                return
+            scope = self._rewrite_query(scope)
         if self._burst_left == 0 and rng.random() < cfg.error_rate:
             self._burst_left = max(1, cfg.error_burst)
             self._burst_status = rng.choice(_BURST_STATUSES)
@@ -59,8 +68,17 @@ class FaultInjector:
             await asyncio.sleep(cfg.slow_s)
         drop = rng.random() < cfg.drop_rate
         truncate = not drop and rng.random() < cfg.truncate_rate
-        if not (drop or truncate):
+        listing = scope["path"].rstrip("/") == "/api/events"
+        reshape = (
+            listing
+            and not (drop or truncate)
+            and (rng.random() < cfg.duplicate_rate or rng.random() < cfg.bad_bytes_rate or rng.random() < cfg.drip_rate)
+        )
+        if not (drop or truncate or reshape):
             await self.app(scope, receive, send)
+            return
+        if reshape:
+            await self._reshaped(scope, receive, send)
             return
         self._count("drop" if drop else "truncate")
         start: dict = {}
@@ -85,6 +103,56 @@ class FaultInjector:
         headers.append((b"content-length", str(len(cut)).encode()))
         await send({"type": "http.response.start", "status": start.get("status", 200), "headers": headers})
         await send({"type": "http.response.body", "body": cut})
+
+    def _rewrite_query(self, scope):
+        """The query as a server that reads the reference otherwise would see it."""
+        cfg = self.config
+        params = parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True)
+        drop = set()
+        if cfg.ignore_after:
+            drop.add("after")
+        honoured = {"both": {"size", "limit"}, "size": {"size"}, "limit": {"limit"}, "neither": set()}
+        drop |= {"size", "limit"} - honoured.get(cfg.page_size_param, {"size", "limit"})
+        if not drop.intersection(name for name, _ in params):
+            return scope
+        self._count("query rewritten")
+        kept = [(name, value) for name, value in params if name not in drop]
+        return {**scope, "query_string": urlencode(kept).encode()}
+
+    async def _reshaped(self, scope, receive, send) -> None:
+        """A page served with one item twice, or one item's bytes broken, or slowly dripped."""
+        cfg, rng = self.config, self._rng
+        start: dict = {}
+        chunks: list[bytes] = []
+
+        async def capture(message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        body = b"".join(chunks)
+        if start.get("status") == 200 and body.startswith(b"[{"):
+            items = orjson.loads(body)
+            if cfg.duplicate_rate and rng.random() < cfg.duplicate_rate and items:
+                self._count("duplicate")
+                i = rng.randrange(len(items))
+                items.insert(i + 1, items[i])
+                body = orjson.dumps(items)
+            if cfg.bad_bytes_rate and rng.random() < cfg.bad_bytes_rate:
+                self._count("bad bytes")
+                body = body.replace(b'"model":"event"', b'"model":"ev\xffent"', 1)  # not UTF-8
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": start.get("status", 200), "headers": headers})
+        if cfg.drip_rate and rng.random() < cfg.drip_rate:
+            self._count("drip")
+            for i in range(len(body)):
+                await send({"type": "http.response.body", "body": body[i : i + 1], "more_body": True})
+                await asyncio.sleep(cfg.drip_s)
+            body = b""
+        await send({"type": "http.response.body", "body": body})
 
 
 async def _respond(send, status: int, payload: dict, extra: list | None = None) -> None:

@@ -89,6 +89,8 @@ class Event:
         "event_date",
         "event_us",
         "event_uuid",
+        "modified_data",
+        "modified_us",
         "object_type",
         "object_uuid",
         "seq",
@@ -109,13 +111,26 @@ class Event:
         self.visible_us = visible_us
         self.event_date = event_date
         self.data = data
+        self.modified_us: int | None = None  # when the operator corrects this event, if ever
+        self.modified_data: dict | None = None
         self._listed: bytes | None = None
 
     @property
     def is_cri(self) -> bool:
-        return self.type == cat.CRI_EVENT_TYPE
+        """A report: file specs the store turns into links (blob paths), or links as given."""
+        return (
+            isinstance(self.data, dict)
+            and bool(self.data)
+            and all(isinstance(v, dict) and "blob" in v for v in self.data.values())
+        )
 
-    def fields(self, data: dict | None) -> dict:
+    def modified(self, now_us: int) -> bool:
+        return self.modified_us is not None and self.modified_us <= now_us
+
+    def current_data(self, now_us: int) -> dict | None:
+        return self.modified_data if self.modified(now_us) else self.data
+
+    def fields(self, data: dict | None, now_us: int) -> dict:
         created = iso(self.creation_us)
         return {
             "model": "event",
@@ -125,7 +140,7 @@ class Event:
             "object_uuid": self.object_uuid,
             "event_date": self.event_date,
             "creation_date": created,
-            "modification_date": created,
+            "modification_date": iso(self.modified_us) if self.modified(now_us) else created,
             "data": data,
         }
 
@@ -252,9 +267,9 @@ class EventStore:
             event_date = UNREADABLE_TIMESTAMP if r.random() < 0.1 else malformed_am(event_us)
         else:
             event_date = iso(event_us)
-        type_ = raw.type
+        type_ = cfg.cri_event_type if raw.type == cat.CRI_EVENT_TYPE else raw.type
         self._seq += 1
-        return Event(
+        ev = Event(
             self._seq,
             short_uuid(self._seq),
             type_,
@@ -266,6 +281,11 @@ class EventStore:
             event_date,
             raw.data,
         )
+        if r.random() < cfg.modified_share:
+            # corrected by the operator minutes later: a new modification_date, the payload amended
+            ev.modified_us = visible + int(r.uniform(10.0, cfg.modified_window_s) * US)
+            ev.modified_data = _amended(raw.data)
+        return ev
 
     def _add_reference_examples(self) -> None:
         examples = []
@@ -415,8 +435,10 @@ class EventStore:
 
     def body(self, ev: Event, base_url: str) -> bytes:
         """The event's JSON without `sort_value`; CRI links get a fresh token on every display."""
-        data = self.cri_links(ev.data, base_url) if ev.is_cri and ev.data else ev.data
-        return orjson.dumps(ev.fields(data))
+        now = self.clock.now_us()
+        data = ev.current_data(now)
+        data = self.cri_links(data, base_url) if ev.is_cri else data
+        return orjson.dumps(ev.fields(data, now))
 
     def listed(self, ev: Event, sort: str, base_url: str) -> bytes:
         """The event as a list item. The `creation_date` form is cached: it is the hot path.
@@ -424,15 +446,18 @@ class EventStore:
         The cache holds a copy: orjson's own output keeps a 4 KB buffer per object, which would
         cost gigabytes at a million events.
         """
-        if sort == "creation_date" and ev._listed is not None:
+        now = self.clock.now_us()
+        pending = ev.modified_us is not None and not ev.modified(now)
+        if sort == "creation_date" and ev._listed is not None and not pending:
             return ev._listed
-        data = self.cri_links(ev.data, base_url) if ev.is_cri and ev.data else ev.data
-        fields = ev.fields(data)
+        data = ev.current_data(now)
+        data = self.cri_links(data, base_url) if ev.is_cri else data
+        fields = ev.fields(data, now)
         key = fields["creation_date"] if sort == "creation_date" else iso(ev.event_us)
         fields["sort_value"] = encode_cursor(key)
         out = memoryview(orjson.dumps(fields)).tobytes()
-        if sort == "creation_date" and not ev.is_cri:
-            ev._listed = out
+        if sort == "creation_date" and not ev.is_cri and not pending:
+            ev._listed = out  # final: either never modified, or modified already
         return out
 
     def page_bytes(self, events: list[Event], sort: str, base_url: str) -> bytes:
@@ -454,6 +479,14 @@ class EventStore:
             blob = spec["blob"]
             out[label] = f"{base_url}/blob/{blob}?se={self._token(blob, expiry)}"
         return out
+
+    def knows_order(self, order_uuid: str) -> bool:
+        """An order the emulator generated, or any object whose visible events are order events
+        (the reference's own examples, a replayed log)."""
+        if self.order(order_uuid) is not None:
+            return True
+        now = self.sync()
+        return any(ev.object_type == "order" and ev.visible_us <= now for ev in self._by_object.get(order_uuid, ()))
 
     def _token(self, blob: str, expiry_us: int) -> str:
         sig = hmac.new(self._secret, f"{blob}|{expiry_us}".encode(), hashlib.sha256).hexdigest()[:32]
@@ -568,6 +601,18 @@ class EventStore:
             "first_creation_date": iso(visible[0].creation_us) if visible else None,
             "last_creation_date": iso(visible[-1].creation_us) if visible else None,
         }
+
+
+def _amended(data: dict | None) -> dict | None:
+    """What an operator's correction changes: a message reworded, else the payload as it was."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for key in ("message", "reason", "reject_description", "description"):
+        if isinstance(out.get(key), str):
+            out[key] = f"{out[key]} (corrected)"
+            break
+    return out
 
 
 def _creation_key(ev: Event) -> tuple[int, int]:

@@ -78,7 +78,7 @@ def test_a_stuck_page_a_drip_and_a_redirect_each_end_in_a_clear_error(emulator_f
     with pytest.raises(IngestError, match="stopped making progress"):
         ingest(settings_for(emu, tmp_path / "stuck", page_size=20))
     emu.app.faults.configure(FaultConfig(drip_rate=1.0, drip_s=0.01))
-    with pytest.raises(IngestError, match="no complete answer within 0.5 s"):
+    with pytest.raises(IngestError, match=r"no complete answer within 0\.5 s"):
         ingest(settings_for(emu, tmp_path / "drip", request_deadline_s=0.5, max_attempts=2))
     emu.app.faults.configure(FaultConfig(redirect_to="http://127.0.0.2:9"))
     with pytest.raises(IngestError, match="another origin"):

@@ -674,8 +674,11 @@ def order_info(
             )
             raise typer.Exit(3)
     response = post_info(_api_client(settings, retry=False), order_uuid, message, True if stop_deferred else None)
-    if response.status_code == 201:
-        console.print(f"Posted: event {response.json().get('event_uuid')} on order {order_uuid}.")
+    if response.ok:  # the reference does not say which 2xx: any is success
+        created = ""
+        with contextlib.suppress(ValueError, AttributeError):
+            created = f"event {response.json().get('event_uuid')} "
+        console.print(f"Posted: {created}on order {order_uuid}.")
         return
     if response.status_code == 429:
         console.print(

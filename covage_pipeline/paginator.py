@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import Request, Response
@@ -60,9 +62,22 @@ def _position(item: Any) -> Position | None:
     return Position(instant, sort_value) if instant is not None else None
 
 
-def _uuid(item: Any) -> str | None:
-    uuid = item.get("event_uuid") if type(item) is dict else None
-    return uuid if isinstance(uuid, str) else None
+def _key(item: Any) -> bytes | None:
+    """An item as served, to recognise it when it is served again."""
+    return orjson.dumps(item) if type(item) is dict else None
+
+
+def _items(served: list) -> Counter[bytes]:
+    return Counter(k for item in served if (k := _key(item)) is not None)
+
+
+def _take(pending: Counter[bytes], item: Any) -> bool:
+    """True (and one fewer pending) when `item` is one of the pending ones."""
+    key = _key(item)
+    if key is None or pending[key] <= 0:
+        return False
+    pending[key] -= 1
+    return True
 
 
 class SearchAfterPaginator(BasePaginator):
@@ -73,7 +88,7 @@ class SearchAfterPaginator(BasePaginator):
         self.page_size = page_size
         self.max_page_size = max(page_size, max_page_size)
         self.url = url
-        self.tail: set[str] = set()  # uuids of the tied tail, which the next page repeats
+        self.tail: Counter[bytes] = Counter()  # the tied tail's items, which the next page repeats
         self.tie_overflow = 0
         self.mark: PageMark | None = None
         self._grown_from: int | None = None  # items of the page that made the size grow
@@ -84,8 +99,10 @@ class SearchAfterPaginator(BasePaginator):
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         served = list(data or ())
         if data and self.tail:
-            # in place: the list is the page dlt hands to the caller
-            data[:] = [item for item in served if _uuid(item) not in self.tail]
+            # in place: the list is the page dlt hands to the caller. Items, not uuids: another
+            # version of an event in the tie is a new item, kept for the caller to settle
+            pending = Counter(self.tail)
+            data[:] = [item for item in served if not _take(pending, item)]
         repeats = len(served) - len(data or ())
         stalled = None
         resume = Position(self.after_instant, self.after) if self.after and self.after_instant else None
@@ -102,11 +119,10 @@ class SearchAfterPaginator(BasePaginator):
         else:
             stalled = self._step(served, last_index, last)
             if stalled is None:
-                resume = Position(self.after_instant, self.after)  # type: ignore[arg-type]
+                resume = Position(self.after_instant, self.after) if self.after and self.after_instant else None
             else:
                 self._has_next_page = False
-        regrown = self.has_next_page and self._grown_from is not None and resume is not None
-        regrown = regrown and resume.sort_value == self.after
+        regrown = self.has_next_page and self._grown_from is not None
         self.mark = PageMark(
             len(served), repeats, last, resume, self.tie_overflow, self.has_next_page, stalled, regrown
         )
@@ -121,18 +137,17 @@ class SearchAfterPaginator(BasePaginator):
                 earlier_index = i
                 break
         if earlier is not None:
-            tail = {u for item in served[earlier_index + 1 :] if (u := _uuid(item)) is not None}
-            target, self.tail = earlier, tail
+            target, self.tail = earlier, _items(served[earlier_index + 1 :])
         elif len(served) >= self.page_size and self.page_size < self.max_page_size and not self._ignored_size(served):
             # the same `after`, a bigger page: this whole page comes again
             self._grown_from = len(served)
             self.page_size = min(self.page_size * 2, self.max_page_size)
-            self.tail |= {u for item in served if (u := _uuid(item)) is not None}
+            self.tail = _items(served)
             return None
         else:
             if len(served) >= self.page_size or self._ignored_size(served):
                 self.tie_overflow += 1
-            target, self.tail = last, set()
+            target, self.tail = last, Counter()
         self._grown_from = None
         if self.after_instant is not None and target.creation_date <= self.after_instant:
             return (

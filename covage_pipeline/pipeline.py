@@ -163,6 +163,7 @@ def _ingest(
             # a lost or dropped local folder (Dagster drops it before each run): the cursor and the
             # rest of the state come back from the destination before this run plans its work
             pipeline.sync_destination()
+            _index_event_uuid(pipeline, settings)
     except PipelineStepFailed as exc:
         raise IngestError(_failure_message(exc, None, settings)) from None
     stats = RunStats()
@@ -185,12 +186,14 @@ def _ingest(
         except PipelineStepFailed as exc:
             raise IngestError(_failure_message(exc, before.cursor, settings)) from None
         chunks += 1
+        if chunks == 1:
+            _index_event_uuid(pipeline, settings)  # a first load has just created the table
         after = CursorState.read(resource_state(pipeline))
         if after.stalled:
             raise IngestError(_stalled_message(after, settings))
         if scoped or after.reached_end:
             break
-        if (after.cursor, after.resume, after.merge_next) == (before.cursor, before.resume, before.merge_next):
+        if after == before:  # the whole state: a load that changed nothing would repeat forever
             raise IngestError(
                 f"A load of the API's events moved the cursor nowhere (resume point {after.resume}). "
                 "The API serves the same events again and again; nothing was lost or duplicated. "
@@ -221,6 +224,22 @@ def _run_chunk(pipeline: dlt.Pipeline, source: DltSource, refresh: str | None) -
     return pipeline.run(source, refresh=refresh)
 
 
+def _index_event_uuid(pipeline: dlt.Pipeline, settings: Settings) -> None:
+    """On PostgreSQL, an index on event_uuid: each batch looks its events up (`versions`), and
+    without it every lookup reads the whole table. dlt only offers unique indexes, which would
+    turn a replayed load job (see below) into a failed load. DuckDB joins without one."""
+    if settings.destination != "postgres":
+        return
+    with pipeline.sql_client() as sql:
+        if not sql.has_dataset():
+            return
+        table = sql.make_qualified_table_name("events")
+        try:
+            sql.execute_sql(f"create index if not exists events_event_uuid on {table} (event_uuid)")
+        except Exception:  # no table yet: the first load creates it, the next run indexes it
+            return
+
+
 def _finish_crashed_run(pipeline: dlt.Pipeline, settings: Settings) -> None:
     """Loads what a killed run left extracted but not loaded, before this run starts its own.
 
@@ -232,7 +251,7 @@ def _finish_crashed_run(pipeline: dlt.Pipeline, settings: Settings) -> None:
     try:
         pipeline.run()  # no data: normalizes and loads the pending packages only
     except PipelineStepFailed as exc:
-        raise IngestError(_failure_message(exc, resource_state(pipeline).get("cursor"), settings)) from None
+        raise IngestError(_failure_message(exc, CursorState.read(resource_state(pipeline)).cursor, settings)) from None
     # the engine's physical row id tells the copies apart (a replayed job wrote identical rows);
     # engines without one rewrite the table keeping one copy of each event
     row_id = {"postgres": "ctid", "duckdb": "rowid", "motherduck": "rowid"}.get(settings.destination)

@@ -32,7 +32,7 @@ from .cursor import CursorState, Start
 from .paginator import PageMark, SearchAfterPaginator, fetch_pages
 from .records import EVENTS_COLUMNS, QUARANTINE_COLUMNS, build_page
 from .settings import Settings
-from .versions import StoredVersions, latest_within_page, newer
+from .versions import StoredVersions, latest_served, newer
 
 
 class _JsonHintNotice(logging.Filter):
@@ -121,63 +121,66 @@ class _Load:
         self.merges = merges  # None: fixed by the first rows handed to dlt
         self.left_replacement = False  # stopped before a page that replaces stored versions
 
-    def settle(self, pages: list[_Page]) -> tuple[list[pa.Table], int]:
-        """The rows of each page this load takes, and how many pages it takes (the rest waits).
+    def settle(self, pages: list[_Page]) -> tuple[pa.Table | None, int]:
+        """The rows this load takes from `pages`, and how many pages it takes (the rest waits).
 
-        Stops before a page that brings again an event this load holds (the next load settles
-        its version against the stored one), or that replaces a stored version once the load has
-        started as an append (the next load merges). Everything is columnar until a page has
-        such an event: a backfill's batch costs one lookup and a few Arrow kernels."""
-        arrays = [page.table.column("event_uuid").combine_chunks() for page in pages]
-        batch = pa.concat_arrays(arrays) if arrays else pa.array([], pa.string())
-        twice = set(_repeated(batch))  # in two pages of this batch
-        held: set[str] = set()  # in an earlier batch of this load
+        Among the pages taken, an event served twice keeps one version (the latest
+        modification_date, on a tie the one served last), which then meets the stored version
+        (`versions.newer`). Stops before a page that brings again an event an earlier batch of
+        this load handed to dlt (a load never holds two rows of an event; the next load starts at
+        that page), or, once the load has started as an append, before a page that replaces a
+        stored version (the next load merges). Columnar throughout: a backfill's batch costs one
+        lookup and a few Arrow kernels."""
+        taken = len(pages)
         if self.held:
             self.held = [pa.concat_arrays(self.held)]
-            held.update(self.held[0].filter(pc.is_in(self.held[0], value_set=batch)).to_pylist())
-        again = twice | held
-        stored = self.stored.lookup(batch)
-        stored_keys = pa.array(list(stored), pa.string()) if stored else None
-        kept: list[pa.Table] = []
-        taken_again: set[str] = set()
-        for n, (page, uuids) in enumerate(zip(pages, arrays, strict=True)):
-            here = again.intersection(uuids.to_pylist()) if again else set()
-            if here & (held | taken_again):
-                return kept, n
-            table = page.table
-            if stored_keys is not None and (known := pc.indices_nonzero(pc.is_in(uuids, value_set=stored_keys))):
-                known = known.to_pylist()
-                rows = table.take(pa.array(known, pa.int64())).to_pylist()
-                verdicts = [newer(row, stored[row["event_uuid"]]) for row in rows]
-                replaces = verdicts.count(True)
-                if replaces and self.merges is False:
-                    self.left_replacement = True
-                    return kept, n
-                if replaces:
-                    self.merges = True
-                self.stats.updated += replaces
-                self.stats.duplicates += verdicts.count(None)
-                self.stats.stale += verdicts.count(False)
-                self.stats.new += table.num_rows - len(known)
-                dropped = {i for i, v in zip(known, verdicts, strict=True) if not v}
-                if dropped:
-                    table = table.take(pa.array([i for i in range(table.num_rows) if i not in dropped], pa.int64()))
-            else:
-                self.stats.new += table.num_rows
-            kept_uuids = table.column("event_uuid").combine_chunks()
-            if here:
-                taken_again |= here.intersection(kept_uuids.to_pylist())
-            self.held.append(kept_uuids)
-            kept.append(table)
-        return kept, len(pages)
+            for n, page in enumerate(pages):
+                uuids = page.table.column("event_uuid")
+                if pc.any(pc.is_in(uuids, value_set=self.held[0])).as_py():
+                    taken = n
+                    break
+        while True:
+            table, verdicts, repeats, older = self._versions(pages[:taken])
+            replacing = [uuid for uuid, v in verdicts.items() if v]
+            if not replacing or self.merges is not False:
+                break
+            pages_of = table.filter(pc.is_in(table.column("event_uuid"), value_set=pa.array(replacing)))
+            taken = pc.min(pages_of.column("_page")).as_py()
+            self.left_replacement = True
+        counts = [sum(1 for v in verdicts.values() if v is x) for x in (True, None, False)]
+        self.stats.updated += counts[0]
+        self.stats.duplicates += counts[1] + repeats - older
+        self.stats.stale += counts[2] + older
+        self.stats.new += table.num_rows - len(verdicts)
+        if counts[0]:
+            self.merges = True
+        dropped = [uuid for uuid, v in verdicts.items() if not v]
+        if dropped:
+            table = table.filter(pc.invert(pc.is_in(table.column("event_uuid"), value_set=pa.array(dropped))))
+        table = table.drop_columns(["_page"])
+        self.held.append(table.column("event_uuid").combine_chunks())
+        return (table if table.num_rows else None), taken
 
-
-def _repeated(uuids: pa.Array) -> list[str]:
-    """The values that appear more than once (most often none: one C kernel finds out)."""
-    if len(pc.unique(uuids)) == len(uuids):
-        return []
-    counts = pc.value_counts(uuids)
-    return counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist()
+    def _versions(self, pages: list[_Page]) -> tuple[pa.Table, dict[str, bool | None], int, int]:
+        """The pages' rows, one per event, with the page each came from; the verdict on each
+        event the warehouse stores already (True: replaces it; None: the same; False: older);
+        how many rows were other versions served in these pages, and how many of those older."""
+        tables = [
+            page.table.append_column("_page", pa.repeat(pa.scalar(n, pa.int32()), page.table.num_rows))
+            for n, page in enumerate(pages)
+        ]
+        if not tables:
+            return pa.table({"event_uuid": pa.array([], pa.string()), "_page": pa.array([], pa.int32())}), {}, 0, 0
+        table = pa.concat_tables(tables)
+        served = table.num_rows
+        table, older = latest_served(table)
+        stored = self.stored.lookup(table.column("event_uuid").combine_chunks())
+        if not stored:
+            return table, {}, served - table.num_rows, older
+        known = pc.indices_nonzero(pc.is_in(table.column("event_uuid"), value_set=pa.array(list(stored))))
+        rows = table.take(known).to_pylist()
+        verdicts = {row["event_uuid"]: newer(row, stored[row["event_uuid"]]) for row in rows}
+        return table, verdicts, served - table.num_rows, older
 
 
 def _refreshed(table: str) -> bool:
@@ -216,6 +219,7 @@ def events(
         load = _Load(stored, stats, merges=True if state.merge_next else None)
         batch: list[_Page] = []
         fetched = 0
+        cut = False
         for items, mark in fetch_pages(client_for(settings), params, paginator):
             if base is None or (mark.resume is not None and mark.resume.creation_date > base.creation_date):
                 fetched += 1
@@ -225,25 +229,30 @@ def events(
             stats.tie_overflow = mark.tie_overflow
             page_after = mark.resume.sort_value if mark.resume else None
             built = build_page(items, page_after, settings.max_item_bytes)
-            batch.append(_Page(latest_within_page(built.table), built.quarantined, mark))
-            stats.duplicates += built.table.num_rows - batch[-1].table.num_rows
+            batch.append(_Page(built.table, built.quarantined, mark))
             if mark.stalled:
                 state.stalled = mark.stalled
             # nor while a tie makes the page grow: the next load would start that over
-            last_page = not mark.has_next or (max_pages is not None and fetched >= max_pages and not mark.regrown)
+            # (and a load that has no position to resume from yet goes on)
+            last_page = not mark.has_next or (
+                max_pages is not None and fetched >= max_pages and not mark.regrown and mark.resume is not None
+            )
             if last_page or sum(p.table.num_rows for p in batch) >= _BATCH_ROWS:
                 taken, pending = (yield from _flush(batch, load, state, settings, scoped, stats)), len(batch)
                 batch = []
                 if taken < pending:
-                    break  # the next load starts before the page left
+                    cut = True  # the next load starts at the page left
+                    break
             if on_page is not None:
                 on_page(stats)
             if last_page:
                 break
         if batch:
-            yield from _flush(batch, load, state, settings, scoped, stats)
+            taken = yield from _flush(batch, load, state, settings, scoped, stats)
+            cut = taken < len(batch)
     if not scoped:
         state.merge_next = load.left_replacement
+        state.cut = cut
         state.write(resource_state)
 
 
@@ -251,13 +260,12 @@ def _flush(
     batch: list[_Page], load: _Load, state: CursorState, settings: Settings, scoped: bool, stats: RunStats
 ) -> Iterator:
     """Hands the pages this load takes to dlt and moves the cursor past them; returns how many."""
-    tables, taken = load.settle(batch)
-    rows = [t for t in tables if t.num_rows]
-    if rows:
+    rows, taken = load.settle(batch)
+    if rows is not None:
         if load.merges is None:
             load.merges = False
         hints = MERGE_HINTS if load.merges else APPEND_HINTS
-        yield dlt.mark.with_hints(pa.concat_tables(rows), hints, create_table_variant=True)
+        yield dlt.mark.with_hints(rows, hints, create_table_variant=True)
     for page in batch[:taken]:
         if page.quarantined:
             stats.quarantined += len(page.quarantined)

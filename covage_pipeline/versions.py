@@ -55,18 +55,22 @@ def newer(incoming: dict, stored: dict) -> bool | None:
     return None if same_content(incoming, stored) else True
 
 
-def latest_within_page(table: pa.Table) -> pa.Table:
-    """One row per event_uuid: the latest modification_date, on a tie the one served last."""
-    uuids = table.column("event_uuid").to_pylist()
-    if len(set(uuids)) == len(uuids):
-        return table
+def latest_served(table: pa.Table) -> tuple[pa.Table, int]:
+    """One row per event_uuid: the latest modification_date, on a tie the one served last (rows
+    are in the order served); and how many of the rows left out were older versions."""
+    uuids = table.column("event_uuid")
+    if len(pc.unique(uuids)) == len(uuids):  # most often: one C kernel, nothing to settle
+        return table, 0
+    uuids = uuids.to_pylist()
     mods = table.column("modification_date").to_pylist()
     best: dict[str, int] = {}
     for i, (uuid, mod) in enumerate(zip(uuids, mods, strict=True)):
         j = best.get(uuid)
         if j is None or mods[j] is None or (mod is not None and mod >= mods[j]):
             best[uuid] = i
-    return table.take(pa.array(sorted(best.values()), pa.int64()))
+    kept = set(best.values())
+    older = sum(1 for i, uuid in enumerate(uuids) if i not in kept and mods[i] != mods[best[uuid]])
+    return table.take(pa.array(sorted(kept), pa.int64())), older
 
 
 class StoredVersions:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -39,7 +40,8 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     """
     env = {
         "COVAGE_DUCKDB_PATH": str(settings.duckdb_path.resolve()),
-        "COVAGE_DATASET": settings.dataset,
+        # not the user's COVAGE_DATASET: this process's settings never read these names back
+        "COVAGE_DBT_SOURCE_SCHEMA": settings.dataset,
         "COVAGE_DBT_SCHEMA": settings.dbt_schema,
         "DO_NOT_TRACK": os.environ.get("DO_NOT_TRACK", "1"),
     }
@@ -62,9 +64,9 @@ def dbt(settings: Settings, *args: str) -> BuildResult:
     """`dbt <args>` on the warehouse the settings describe (target = the destination)."""
     from dbt.cli.main import dbtRunner
 
-    os.environ.update(dbt_env(settings))
     target = ["--target", settings.destination]
-    result = dbtRunner().invoke([*args, *target, "--project-dir", str(SQL_DIR), "--profiles-dir", str(SQL_DIR)])
+    with _environment(dbt_env(settings)):
+        result = dbtRunner().invoke([*args, *target, "--project-dir", str(SQL_DIR), "--profiles-dir", str(SQL_DIR)])
     statuses = {}
     messages = []
     for node in getattr(result.result, "results", None) or []:
@@ -75,6 +77,21 @@ def dbt(settings: Settings, *args: str) -> BuildResult:
     if not result.success:
         error = str(result.exception) if result.exception else "; ".join(messages[:3]) or "dbt reported failures"
     return BuildResult(bool(result.success), statuses, error)
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` in os.environ (where sql/profiles.yml reads them) for a dbt run, then as before."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 PROJECT_SOURCES = ("*.sql", "*.yml", "*.yaml", "*.md", "*.csv")

@@ -170,6 +170,7 @@ def _ingest(
     started = time.monotonic()
     scoped = bool(object_type or object_uuid)
     before = CursorState.read(resource_state(pipeline))
+    visited = {(before.cursor, before.resume, before.merge_next, before.cut)}
     chunks = 0
     while True:
         source = covage_source(
@@ -193,12 +194,14 @@ def _ingest(
             raise IngestError(_stalled_message(after, settings))
         if scoped or after.reached_end:
             break
-        if after == before:  # the whole state: a load that changed nothing would repeat forever
+        # a load that leaves a state this run had already would go round in circles
+        if (after.cursor, after.resume, after.merge_next, after.cut) in visited:
             raise IngestError(
                 f"A load of the API's events moved the cursor nowhere (resume point {after.resume}). "
                 "The API serves the same events again and again; nothing was lost or duplicated. "
                 "Report it to the operator, then run `covage ingest` again."
             )
+        visited.add((after.cursor, after.resume, after.merge_next, after.cut))
         before = after
     cursor = CursorState.read(resource_state(pipeline)).cursor
     return IngestSummary(

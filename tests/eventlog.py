@@ -167,3 +167,30 @@ EVENTS: list[dict] = [
     _event("e-i1", "ord-i", "order-submitted", 1200, _ref("RI")),
     _event("e-i2", "ord-i", "order-acknowledged", 1201),
 ]
+
+
+# A second, small log for the edges of the rules (kept apart: the log above has its every mart
+# worked out by hand). K is completed exactly 7 x 24 h after its submission, L one second later.
+EDGES = datetime(2026, 5, 4)
+
+
+def _edge(uuid, obj, type_, seconds, data=None) -> dict:
+    instant = (EDGES + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return {
+        "event_uuid": uuid,
+        "type": type_,
+        "object_type": "order",
+        "object_uuid": obj,
+        "event_date": instant,
+        "creation_date": instant,
+        "data": data,
+    }
+
+
+WEEK = 7 * 24 * 3600
+EDGE_EVENTS: list[dict] = [
+    _edge("x-k1", "ord-k", "order-submitted", 0, _ref("RK")),
+    _edge("x-k2", "ord-k", "order-completed", WEEK, {"endpoints": [], "service_uuid": "svc-k", "service_alias": "KK"}),
+    _edge("x-l1", "ord-l", "order-submitted", 10, _ref("RL")),
+    _edge("x-l2", "ord-l", "order-completed", 10 + WEEK + 1, {"endpoints": [], "service_uuid": "svc-l"}),
+]

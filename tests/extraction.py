@@ -6,12 +6,11 @@ from pathlib import Path
 
 import orjson
 
-from covage_pipeline.records import strip_url_tokens
 from covage_pipeline.settings import Settings, load_settings
-from covage_pipeline.timestamps import format_iso, is_canonical, parse_loose
 from covage_pipeline.warehouse import query
 
 from .conftest import TOKEN
+from .oracle import is_normal, printed, read_time, without_tokens
 
 
 def settings_for(emu, data_dir: Path, **overrides) -> Settings:
@@ -51,18 +50,19 @@ def assert_equals_ground_truth(settings: Settings, truth: list[dict]) -> None:
         t = expected[row["event_uuid"]]
         for name in ("model", "type", "object_type", "object_uuid", "sort_value"):
             assert row[name] == t[name], (name, row, t)
-        assert format_iso(row["creation_date"]) == t["creation_date"]
-        assert format_iso(row["modification_date"]) == t["modification_date"]
-        if is_canonical(t["event_date"]) and parse_loose(t["event_date"]) is not None:
-            assert format_iso(row["event_date"]) == t["event_date"]
+        assert printed(row["creation_date"]) == t["creation_date"]
+        assert printed(row["modification_date"]) == t["modification_date"]
+        if is_normal(t["event_date"]) and read_time(t["event_date"]) is not None:
+            assert printed(row["event_date"]) == t["event_date"]
             assert row["event_date_raw"] is None and not row["event_date_invalid"]
         else:
             assert row["event_date_raw"] == t["event_date"]
+            assert row["event_date"] == read_time(t["event_date"]), (row, t)
             assert row["event_date_invalid"] == (row["event_date"] is None)
         data = row["data"]
         if isinstance(data, str):  # DuckDB hands JSON back as text, psycopg2 as Python objects
             data = orjson.loads(data)
-        assert data == strip_url_tokens(t["data"]), (data, t["data"])
+        assert data == without_tokens(t["data"]), (data, t["data"])
 
 
 def kill_at_random_points_then_rerun(

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from covage_pipeline.emulator import catalogue
-from covage_pipeline.timestamps import is_canonical, parse_loose
+
+from .oracle import is_normal, read_time
 
 STATUS = {
     "order-submitted": "submitted",
@@ -39,11 +40,11 @@ HOUR = pd.Timedelta(hours=1)
 
 def events_frame(truth: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(truth)
-    df["created"] = pd.to_datetime(df["creation_date"].map(parse_loose))
-    df["event"] = pd.to_datetime(df["event_date"].map(parse_loose))
+    df["created"] = pd.to_datetime(df["creation_date"].map(read_time))
+    df["event"] = pd.to_datetime(df["event_date"].map(read_time))
     df["fallback"] = df["event"].isna()
     df["business"] = df["event"].fillna(df["created"])
-    df["raw_kept"] = df["event_date"].map(lambda v: isinstance(v, str) and not is_canonical(v))
+    df["raw_kept"] = df["event_date"].map(lambda v: isinstance(v, str) and not is_normal(v))
     df["unknown"] = ~df["type"].isin(catalogue.DOCUMENTED_EVENTS)
     data = df["data"].map(lambda d: d if isinstance(d, dict) else {})
     for field in ("kosc_order_ref", "service_uuid", "service_alias", "start_date", "end_date"):
@@ -51,7 +52,7 @@ def events_frame(truth: list[dict]) -> pd.DataFrame:
     for field in ("reject_code", "reject_subcode", "reject_reason", "reject_description", "message"):
         df[field] = data.map(lambda d, f=field: d.get(f))
     df["slot_invalid"] = [
-        any(isinstance(v, str) and parse_loose(v) is None for v in (s, e))
+        any(isinstance(v, str) and read_time(v) is None for v in (s, e))
         for s, e in zip(df["start_date"], df["end_date"], strict=True)
     ]
     df["ahead"] = df["event"] > df["created"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from covage_pipeline.settings import DEFAULT_LOOKBACK_S, load_settings
+from covage_pipeline.settings import load_settings
 
 from .conftest import TOKEN
 from .extraction import assert_equals_ground_truth, warehouse
@@ -147,7 +147,7 @@ def test_settings_come_from_dlt_config_then_env_then_arguments(tmp_path):
     assert from_env["page_size"] == 250  # still from dlt's config
 
     defaults = _settings_in(tmp_path.parent, {k: v for k, v in env.items() if not k.startswith("COVAGE_")})
-    assert defaults["lookback_s"] == DEFAULT_LOOKBACK_S and defaults["duckdb"] == "data/covage.duckdb"
+    assert defaults["lookback_s"] == 900.0 and defaults["duckdb"] == "data/covage.duckdb"
     assert load_settings(page_size=10).page_size == 10
     with pytest.raises(ValueError, match="COVAGE_API_AUTH"):
         load_settings(auth_type="digest")

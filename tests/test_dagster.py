@@ -312,3 +312,40 @@ def test_the_same_definitions_on_postgres(emulator_factory, tmp_path, pg_prefix)
         assert cur.fetchone()[0] == len({t["object_uuid"] for t in truth if t["object_type"] == "order"})
     con.close()
     assert not settings.duckdb_path.exists()
+
+
+def test_every_writer_of_the_warehouse_is_in_its_pool(setup):
+    """DuckDB takes one writer: the steps that write it share a pool of one, whatever run they are
+    in (a scheduled tick, "Materialize all"), and their runs carry the tag the run queue limits."""
+    from dagster_defs.warehouse import POOL, WAREHOUSE_TAG
+
+    _, _, defs, _ = setup
+    graph = defs.resolve_asset_graph()
+    writers = [EVENTS_KEY, dg.AssetKey(["staging", "stg_events"]), ANALYSTS_COPY_KEY]
+    for key in writers:
+        op = defs.get_assets_def(key).op
+        assert op.pool == POOL, key
+        assert op.tags.get(WAREHOUSE_TAG) == "writes", key
+    assert graph.get(EVENTS_KEY).group_name == "ingestion"
+
+
+def test_the_asset_checks_fail_on_what_they_guard(setup):
+    """A cursor that went back, and an event stored twice: each check fails, blocking what follows."""
+    from covage_pipeline.pipeline import ingest
+    from dagster_defs.ingestion import build_ingestion_checks
+
+    _, settings, _, instance = setup
+    ingest(settings)
+    for cursor in ("2026-03-01T00:00:00.000000", "2000-01-01T00:00:00.000000"):
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=EVENTS_KEY, metadata={"cursor_creation_date": cursor})
+        )
+    con = duckdb.connect(str(settings.duckdb_path))
+    table = f"{settings.dataset}.events"
+    con.execute(f"insert into {table} select * from {table} limit 1")
+    con.close()
+    checks = {next(iter(c.check_specs)).name: c for c in build_ingestion_checks(settings, timedelta(minutes=60))}
+    backwards = checks["cursor_never_moves_backwards"](dg.build_asset_check_context(instance=instance))
+    duplicated = checks["no_duplicate_event_uuid"]()
+    assert backwards.passed is False and backwards.metadata["cursor"].value.startswith("2000-")
+    assert duplicated.passed is False and duplicated.metadata["duplicates"].value == 1

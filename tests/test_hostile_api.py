@@ -322,3 +322,18 @@ def test_repeats_and_unreadable_items_on_postgres(tmp_path, pg_prefix):
     quarantine = {q["event_uuid"]: q for q in warehouse(settings, "events_quarantine")}
     assert set(quarantine) == {"bad-utf8", "bad-surrogate", "too-deep"}
     assert base64.b64decode(quarantine["bad-utf8"]["raw_base64"]) == POISON["not valid UTF-8"]
+
+
+def test_a_payload_rewritten_at_a_later_position_settles_without_going_round(tmp_path):
+    """The same version (modification_date) served again later with another payload: the later
+    one wins, and loads that re-read the earlier one on their way do not undo it for ever."""
+    feed = [event(4), event(10), event(15), event(4, creation_date=at(20), data={"message": "rewritten"})]
+    api = HostileAPI(feed=feed)
+    with Served(api.app()) as server:
+        for page_size, chunk_pages in ((2, 1), (2, 4), (6, 1)):
+            settings = settings_for(server, tmp_path / f"{page_size}-{chunk_pages}", page_size=page_size)
+            settings = settings.__class__(**{**settings.__dict__, "chunk_pages": chunk_pages})
+            ingest(settings)
+            stored = rows_by_uuid(settings)
+            assert data_of(stored["evt00004"]) == {"message": "rewritten"}, (page_size, chunk_pages)
+            assert set(stored) == {"evt00004", "evt00010", "evt00015"}

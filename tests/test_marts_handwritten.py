@@ -14,7 +14,7 @@ from covage_pipeline.pipeline import ingest
 from covage_pipeline.warehouse import query
 
 from .conftest import make_config
-from .eventlog import APRIL, EVENTS, MARCH, at
+from .eventlog import APRIL, EDGE_EVENTS, EVENTS, MARCH, at
 from .extraction import settings_for
 
 D = 24.0  # hours in a day
@@ -568,3 +568,30 @@ def test_headline_figures_read_the_marts(marts):
     assert figures[("Services", "active base (latest month end)")] == "1"
     assert figures[("Backlog", "open orders / stuck")] == "2 / 1"
     assert figures[("Data quality", "after final state")] == "2 events"
+
+
+@pytest.fixture(scope="module")
+def edge_marts(tmp_path_factory):
+    """The small log of rule edges (tests/eventlog.py, EDGE_EVENTS), the same real way."""
+    from covage_pipeline.emulator import running_emulator
+
+    config = make_config(orders=0, reference_examples=False, start=datetime(2026, 6, 1))
+    with running_emulator(config) as emu:
+        assert emu.store.replay(EDGE_EVENTS) == len(EDGE_EVENTS)
+        settings = settings_for(emu, tmp_path_factory.mktemp("edges"))
+        ingest(settings)
+        result = build(settings)
+        assert result.success, (result.error, result.failures)
+        yield lambda sql: query(settings, sql)
+
+
+def test_a_delivery_window_includes_its_last_instant(edge_marts):
+    """Completed exactly 7 x 24 h after submission is within 7 days; one second more is not."""
+    overall = edge_marts("select * from main_marts.delivery_stats where period = 'overall'")[0]
+    assert overall["orders_completed"] == 2
+    assert overall["completed_within_7_days"] == 1 and overall["completed_within_14_days"] == 2
+    durations = {
+        r["order_uuid"]: r["lead_time_hours"]
+        for r in edge_marts("select order_uuid, lead_time_hours from main_marts.order_lifecycle_durations")
+    }
+    assert durations == {"ord-k": 168.0, "ord-l": 168.0 + 1 / 3600}

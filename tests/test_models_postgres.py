@@ -153,8 +153,21 @@ def test_slot_dates_read_the_same_on_both_engines_and_in_python(tmp_path, pg_pre
     from covage_pipeline.settings import load_settings
     from covage_pipeline.timestamps import parse_loose
 
-    expected = [parse_loose(v) for v in SPELLINGS]
-    assert expected[4] == datetime(2017, 5, 9, 16, 1, 4, 637766) and expected[10] is None  # the cases bite
+    # as a person reads them, worked out by hand (the stray AM ignored, PM adds 12 hours below 12)
+    expected = [
+        datetime(2017, 5, 9, 15, 59, 55, 669742),
+        datetime(2026, 6, 22, 21, 40, 53, 100000),
+        datetime(2026, 6, 22, 21, 40, 53),
+        datetime(2026, 6, 22, 21, 40, 53),
+        datetime(2017, 5, 9, 16, 1, 4, 637766),
+        datetime(2017, 4, 22, 10, 12, 0, 459593),
+        datetime(2017, 4, 22, 12, 12, 0, 459593),
+        datetime(2017, 4, 22, 14, 12),
+        datetime(2026, 4, 5, 14, 5, 0, 500000),
+        datetime(2024, 2, 29, 10, 0),
+        *[None] * 6,
+    ]
+    assert [parse_loose(v) for v in SPELLINGS] == expected
     duck = load_settings(data_dir=tmp_path)
     pg = load_settings(data_dir=tmp_path, destination="postgres", postgres_url=POSTGRES_URL, models_schema=pg_prefix)
     assert _loose_timestamps(duck, SPELLINGS) == expected

@@ -23,7 +23,7 @@ import orjson
 from . import catalogue as cat
 from .config import EmulatorConfig
 from .generator import LifecycleGenerator, Order, RawEvent
-from .timefmt import DAY, HOUR, MINUTE, UNREADABLE_TIMESTAMP, US, iso, malformed_am, parse_iso, to_us
+from .timefmt import DAY, HOUR, MINUTE, UNREADABLE_TIMESTAMP, US, iso, malformed, parse_iso, to_us
 
 CRI_TOKEN_LIFETIME_US = 30 * MINUTE
 INFO_THROTTLE_US = 5 * MINUTE
@@ -264,7 +264,7 @@ class EventStore:
         if r.random() < cfg.late_share:
             visible = creation + int(r.uniform(1.0, cfg.late_window_s) * US)
         if r.random() < cfg.malformed_share:
-            event_date = UNREADABLE_TIMESTAMP if r.random() < 0.1 else malformed_am(event_us)
+            event_date = UNREADABLE_TIMESTAMP if r.random() < 0.1 else malformed(event_us, r.random())
         else:
             event_date = iso(event_us)
         type_ = cfg.cri_event_type if raw.type == cat.CRI_EVENT_TYPE else raw.type

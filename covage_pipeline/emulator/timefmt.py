@@ -48,6 +48,26 @@ def malformed_am(us: int) -> str:
     )
 
 
+def twelve_hour(us: int) -> str:
+    """A 12-hour clock with its marker, as some provider systems print: `2017-04-22T02:12:00 PM.459593`
+    (14:12); the morning's hours keep `AM`, noon is `12:.. PM`."""
+    dt = from_us(us)
+    hour = dt.hour % 12 or 12
+    marker = "PM" if dt.hour >= 12 else "AM"
+    if dt.hour == 0:
+        hour, marker = 0, "AM"  # midnight as 00, the reading the reference's stray AM allows
+    return (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{hour:02d}:{dt.minute:02d}:{dt.second:02d} "
+        f"{marker}.{dt.microsecond:06d}"
+    )
+
+
+def malformed(us: int, pick: float) -> str:
+    """One of the operator's malformations of an instant: the stray AM (two cases in three), or
+    a 12-hour clock; `pick` in [0, 1) chooses."""
+    return malformed_am(us) if pick < 2 / 3 else twelve_hour(us)
+
+
 # A value with no sane reading (a database "zero date"): consumers must keep it and flag it.
 UNREADABLE_TIMESTAMP = "0000-00-00T00:00:00"
 

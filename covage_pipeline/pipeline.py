@@ -243,6 +243,19 @@ def _index_event_uuid(pipeline: dlt.Pipeline, settings: Settings) -> None:
             return
 
 
+def _drop_extracted_leftovers(pipeline: dlt.Pipeline) -> None:
+    """Deletes the extracted copy of a package dlt already normalized.
+
+    dlt commits a normalized package (a rename into `load/normalized`), then deletes its extracted
+    copy; a kill in between leaves both, and the next normalize of the copy fails on every run
+    (`[Errno 39] Directory not empty`). The normalized one is complete: the copy is what is left
+    over. dlt offers no public call for this repair, hence its storage object here.
+    """
+    done = {*pipeline.list_normalized_load_packages(), *pipeline.list_completed_load_packages()}
+    for load_id in set(pipeline.list_extracted_load_packages()) & done:
+        pipeline._get_normalize_storage().extracted_packages.delete_package(load_id)
+
+
 def _finish_crashed_run(pipeline: dlt.Pipeline, settings: Settings) -> None:
     """Loads what a killed run left extracted but not loaded, before this run starts its own.
 
@@ -251,6 +264,7 @@ def _finish_crashed_run(pipeline: dlt.Pipeline, settings: Settings) -> None:
     """
     if not pipeline.has_pending_data:
         return
+    _drop_extracted_leftovers(pipeline)
     try:
         pipeline.run()  # no data: normalizes and loads the pending packages only
     except PipelineStepFailed as exc:

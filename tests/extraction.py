@@ -66,12 +66,15 @@ def assert_equals_ground_truth(settings: Settings, truth: list[dict]) -> None:
 
 
 def kill_at_random_points_then_rerun(
-    emu, data_dir: Path, trials: int, seed: int, wait=(1.5, 6.0), **variables: str
+    emu, data_dir: Path, trials: int, seed: int, pages=(1, 12), **variables: str
 ) -> int:
-    """`covage ingest` killed (SIGKILL) at random points `trials` times, the feed moving on between
-    attempts, then run to the end; returns how many runs were killed. The caller checks the data.
+    """`covage ingest` killed (SIGKILL) `trials` times, each right after the emulator answered its
+    n-th page (n drawn from `pages`: the kill point follows the run's progress, not the machine's
+    speed), the feed moving on between attempts; then run to the end. Returns how many runs were
+    killed; the caller checks the data.
 
-    Small pages and chunks, so that a kill lands between commits; `variables` add COVAGE_* settings.
+    Small pages and chunks, so that kills land before, inside and between commits; `variables`
+    add COVAGE_* settings.
     """
     import os
     import random
@@ -93,8 +96,11 @@ def kill_at_random_points_then_rerun(
     rng = random.Random(seed)
     killed = 0
     for _ in range(trials):
+        served = emu.app.listings_served
+        target = served + rng.randint(*pages)
         proc = subprocess.Popen([covage, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(*wait))
+        while proc.poll() is None and emu.app.listings_served < target:
+            time.sleep(0.002)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1

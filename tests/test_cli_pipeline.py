@@ -42,7 +42,8 @@ def test_ingest_history_and_events_get(emulator_factory, cli_env, tmp_path):
 
     again = _run(["ingest"], env)
     assert again.returncode == 0
-    assert "new" in again.stdout
+    summary = dict(re.findall(r"│ (new|updated|events in the warehouse)\s+│\s+([\d,]+) │", again.stdout))
+    assert summary == {"new": "0", "updated": "0", "events in the warehouse": f"{len(truth):,}"}, again.stdout
 
     order = next(t["object_uuid"] for t in truth if t["type"] == "order-completed")
     history = _run(["history", order], env)
@@ -97,8 +98,10 @@ def test_order_info_refuses_locally_reports_429_and_posts(emulator_factory, cli_
     ]
     assert any('"stop_deferred":true' in r["data"].replace(" ", "") for r in rows)
 
-    forbidden = _run(["order-info", order, "x"], {**env, "COVAGE_API_TOKEN": "readonly-token"})
-    assert forbidden.returncode in (1, 3)
+    other = emu.store.orders()[-2].order_uuid  # no message yet: the API itself answers
+    forbidden = _run(["order-info", other, "x"], {**env, "COVAGE_API_TOKEN": "readonly-token"})
+    assert forbidden.returncode == 1 and "Not sent (403)" in forbidden.stdout
+    assert "'admin' or 'delivery' group" in forbidden.stdout
 
 
 def test_help_explains_every_command():

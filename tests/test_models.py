@@ -60,7 +60,18 @@ def test_a_failing_dbt_test_fails_the_build_and_docs_generate(warehouse):
     result = build(settings)
     assert not result.success
     assert any("unique" in node for node in result.failures)
+    assert "model.covage.stg_events" not in result.statuses or result.statuses["model.covage.stg_events"] == "skipped"
+    # the documentation still generates, from the tables as they are: the raw events, no model
+    import json
+
+    from covage_pipeline.models import SQL_DIR
+
     assert dbt(settings, "docs", "generate").success
+    catalog = json.loads((SQL_DIR / "target" / "catalog.json").read_text())
+    assert {"event_uuid", "modification_date", "data"} <= set(
+        catalog["sources"]["source.covage.covage.events"]["columns"]
+    )
+    assert catalog["nodes"] == {}
 
 
 def test_staging_knows_the_same_event_types_as_the_catalogue():

@@ -54,12 +54,11 @@ def test_sigkill_then_rerun_converges_on_postgres(emulator_factory, tmp_path, pg
         tmp_path,
         trials=3,
         seed=7,
-        wait=(2.0, 5.0),
         COVAGE_DESTINATION="postgres",
         COVAGE_POSTGRES_URL=POSTGRES_URL,
         COVAGE_DATASET=f"{pg_prefix}_raw",
     )
-    assert killed >= 2, "the trials should interrupt runs, not watch them finish"
+    assert killed == 3, "each trial kills its run on a page it has not finished"
     settings = load_settings(
         data_dir=tmp_path, destination="postgres", postgres_url=POSTGRES_URL, dataset=f"{pg_prefix}_raw"
     )

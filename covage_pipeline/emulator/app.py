@@ -60,6 +60,7 @@ class EmulatorApp:
         self.starlette = Starlette(routes=routes)
         self.faults = FaultInjector(self.starlette, config.faults)
         self.asgi = self.faults
+        self.listings_served = 0  # answered listings: tests time a kill by a client's progress
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -135,6 +136,7 @@ class EmulatorApp:
         query = ListQuery(sort, direction, after_us, size, object_type, params.get("object_uuid"))
         _, events = self.store.list_events(query)
         body = self.store.page_bytes(events, sort, self._base_url(request))
+        self.listings_served += 1
         return Response(body, media_type="application/json")
 
     async def get_event(self, request: Request) -> Response:

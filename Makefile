@@ -31,12 +31,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 # Dagster UI on http://127.0.0.1:3000, instance under <data dir>/dagster_home (the shipped
-# dagster.yaml: runs that write the warehouse queue one behind the other, telemetry off)
-DAGSTER_HOME ?= $(abspath $(or $(COVAGE_DATA_DIR),data))/dagster_home
+# dagster.yaml: runs that write the warehouse queue one behind the other, telemetry off); Ctrl-C
+# or SIGTERM stops it, in a terminal or in the background
 dagster: $(STAMP)
-	mkdir -p "$(DAGSTER_HOME)"
-	cp dagster_defs/dagster_home/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
-	DAGSTER_HOME="$(DAGSTER_HOME)" $(BIN)/dagster dev -m dagster_defs -h 127.0.0.1 -p 3000
+	exec $(BIN)/covage dagster
 
 # JupyterLab on loopback, in notebooks/, with this environment's kernel ("Python 3")
 NOTEBOOKS_PORT ?= 8888

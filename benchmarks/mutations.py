@@ -52,8 +52,8 @@ MUTATIONS = (
     Mutation(
         "within a batch the version served first wins a tie",
         "covage_pipeline/versions.py",
-        "(mod is not None and mod >= mods[j])",
-        "(mod is not None and mod > mods[j])",
+        "_rank(mods[i], created[i]) >= _rank(mods[j], created[j])",
+        "_rank(mods[i], created[i]) > _rank(mods[j], created[j])",
         ("tests/test_hostile_api.py",),
     ),
     Mutation(
@@ -93,10 +93,10 @@ MUTATIONS = (
         ("tests/test_hostile_api.py",),
     ),
     Mutation(
-        "a load resumes a lookback before the page it could not take",
-        "covage_pipeline/cursor.py",
-        "        elif self.cut and self.resume is not None:",
-        "        elif False:",
+        "a copy earlier in the feed undoes a later one of the same date",
+        "covage_pipeline/versions.py",
+        'return incoming["creation_date"] >= stored["creation_date"]',
+        "return True",
         ("tests/test_hostile_api.py::test_a_payload_rewritten_at_a_later_position_settles_without_going_round",),
     ),
     # -- what is stored

@@ -34,7 +34,8 @@ emulator_app = typer.Typer(
     help="A local emulator of the Covage events API (tests, demos, benchmarks).", no_args_is_help=True
 )
 app.add_typer(emulator_app, name="emulator")
-console = Console()
+# messages are not wrapped by rich: a command or a path in them stays whole when copied
+console = Console(soft_wrap=True)
 
 _DEBUG = {"on": False}
 
@@ -696,6 +697,52 @@ def order_info(
     }
     console.print(f"[red]Not sent ({response.status_code}): {detail} {hints.get(response.status_code, '')}[/]")
     raise typer.Exit(1)
+
+
+@app.command("dagster")
+def dagster_command(
+    host: Annotated[str, typer.Option(help="Interface the UI listens on (keep it on loopback).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port of the UI.")] = 3000,
+) -> None:
+    """Start Dagster (`dagster dev`: the UI, the daemon that runs schedules and sensors) on HOST:PORT.
+
+    The instance lives in DAGSTER_HOME, default <data dir>/dagster_home, with the project's
+    dagster.yaml. Ctrl-C or SIGTERM stops every process it started, whether it runs in a
+    terminal or in the background (dagster dev alone ignores them when started in the background).
+    """
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    settings = _settings()
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.data_dir / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster_defs" / "dagster_home" / "dagster.yaml", home)
+    command = [str(Path(sys.executable).with_name("dagster")), "dev", "-m", "dagster_defs", "-h", host, "-p", str(port)]
+
+    def default_signals() -> None:
+        # a shell that starts a job in the background leaves SIGINT ignored, and dagster dev
+        # then ignores it and the SIGTERM it maps to it
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    console.print(f"Dagster on http://{host}:{port} (instance {home}); Ctrl-C stops it.")
+    child = subprocess.Popen(
+        command, env={**os.environ, "DAGSTER_HOME": str(home)}, preexec_fn=default_signals, start_new_session=True
+    )
+
+    def stop(signum, frame) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGINT)  # dagster dev's own orderly shutdown
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = child.wait()
+    # whatever it left behind (a code server, a run worker) goes with it
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    raise typer.Exit(0 if code in (0, -signal.SIGINT, 130) else code)
 
 
 @app.command()

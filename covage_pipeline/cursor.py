@@ -70,9 +70,7 @@ class CursorState:
     - `stalled`: set when the API stopped making progress (the same page again): the runner
       reports it after the load that kept everything new has committed;
     - `merge_next`: the last load, an append, stopped before a page that replaces stored
-      versions: the next one merges from its start;
-    - `cut`: the last load stopped before a page it could not take (see `source`): the next one
-      starts exactly at that page, not a lookback before it, so it reads that page first.
+      versions: the next one merges from its start.
     """
 
     cursor: Position | None = None
@@ -80,7 +78,6 @@ class CursorState:
     checkpoints: list[list[str]] = field(default_factory=list)
     stalled: str | None = None
     merge_next: bool = False
-    cut: bool = False
 
     @classmethod
     def read(cls, state: MutableMapping) -> CursorState:
@@ -92,7 +89,6 @@ class CursorState:
             checkpoints=[list(cp) for cp in state.get("checkpoints", [])],
             stalled=state.get("stalled"),
             merge_next=bool(state.get("merge_next")),
-            cut=bool(state.get("cut")),
         )
 
     def write(self, state: MutableMapping) -> None:
@@ -111,11 +107,10 @@ class CursorState:
             state["stalled"] = self.stalled
         else:
             state.pop("stalled", None)
-        for flag in ("merge_next", "cut"):
-            if getattr(self, flag):
-                state[flag] = True
-            else:
-                state.pop(flag, None)
+        if self.merge_next:
+            state["merge_next"] = True
+        else:
+            state.pop("merge_next", None)
 
     @property
     def reached_end(self) -> bool:
@@ -126,8 +121,6 @@ class CursorState:
         the committed cursor, else `start_date`, else the beginning of the feed."""
         if since is not None:
             instant = since
-        elif self.cut and self.resume is not None:
-            return Start(self.resume.sort_value, self.resume.creation_date)
         else:
             base = self.resume or self.cursor
             if base is not None:

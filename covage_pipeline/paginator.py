@@ -50,6 +50,7 @@ class PageMark:
     has_next: bool
     stalled: str | None  # why paging stopped, when the API made no progress
     regrown: bool = False  # the next page asks the same `after` again with a bigger size
+    tied: bool = False  # the next page starts by reading this page's last instant again
 
 
 def _position(item: Any) -> Position | None:
@@ -123,8 +124,9 @@ class SearchAfterPaginator(BasePaginator):
             else:
                 self._has_next_page = False
         regrown = self.has_next_page and self._grown_from is not None
+        tied = self.has_next_page and (regrown or bool(self.tail))
         self.mark = PageMark(
-            len(served), repeats, last, resume, self.tie_overflow, self.has_next_page, stalled, regrown
+            len(served), repeats, last, resume, self.tie_overflow, self.has_next_page, stalled, regrown, tied
         )
 
     def _step(self, served: list, last_index: int, last: Position) -> str | None:

@@ -70,6 +70,9 @@ def make_pipeline(settings: Settings) -> dlt.Pipeline:
     # has not seen (incremental), so every row must carry its load id. A constant dictionary
     # column: it costs next to nothing.
     dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
+    # a loaded package keeps its job files (the rows, as parquet) unless told otherwise: a
+    # backfill would leave hundreds of MB behind, and every tick a little more
+    dlt.config["load.delete_completed_jobs"] = True
     # DuckDB's default (80% of RAM) lets its cache grow with the table; a loader needs little
     if settings.destination == "postgres":
         credentials = PostgresCredentials(settings.resolved_postgres_url())
@@ -170,7 +173,7 @@ def _ingest(
     started = time.monotonic()
     scoped = bool(object_type or object_uuid)
     before = CursorState.read(resource_state(pipeline))
-    visited = {(before.cursor, before.resume, before.merge_next, before.cut)}
+    visited = {(before.cursor, before.resume, before.merge_next)}
     chunks = 0
     while True:
         source = covage_source(
@@ -195,14 +198,15 @@ def _ingest(
         if scoped or after.reached_end:
             break
         # a load that leaves a state this run had already would go round in circles
-        if (after.cursor, after.resume, after.merge_next, after.cut) in visited:
+        if (after.cursor, after.resume, after.merge_next) in visited:
             raise IngestError(
                 f"A load of the API's events moved the cursor nowhere (resume point {after.resume}). "
                 "The API serves the same events again and again; nothing was lost or duplicated. "
                 "Report it to the operator, then run `covage ingest` again."
             )
-        visited.add((after.cursor, after.resume, after.merge_next, after.cut))
+        visited.add((after.cursor, after.resume, after.merge_next))
         before = after
+    _prune_loaded_packages(pipeline, settings)
     cursor = CursorState.read(resource_state(pipeline)).cursor
     return IngestSummary(
         stats=stats,
@@ -241,6 +245,20 @@ def _index_event_uuid(pipeline: dlt.Pipeline, settings: Settings) -> None:
             sql.execute_sql(f"create index if not exists events_event_uuid on {table} (event_uuid)")
         except Exception:  # no table yet: the first load creates it, the next run indexes it
             return
+
+
+def _prune_loaded_packages(pipeline: dlt.Pipeline, settings: Settings) -> None:
+    """Forgets loaded packages older than `retention_days` (dlt keeps each one's record in its
+    working folder: one a load, for ever). dlt has no public call for it, hence its storage."""
+    cutoff = time.time() - settings.retention_days * 86400
+    storage = pipeline._get_load_storage()
+    for load_id in pipeline.list_completed_load_packages():
+        try:
+            old = float(load_id) < cutoff
+        except ValueError:
+            continue
+        if old:
+            storage.delete_loaded_package(load_id)
 
 
 def _drop_extracted_leftovers(pipeline: dlt.Pipeline) -> None:

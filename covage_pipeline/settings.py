@@ -41,6 +41,8 @@ _ENV = {
     "reports_url": "COVAGE_REPORTS_URL",
     "request_deadline_s": "COVAGE_REQUEST_DEADLINE_SECONDS",
     "lock_timeout_s": "COVAGE_LOCK_TIMEOUT_SECONDS",
+    "retention_days": "COVAGE_RETENTION_DAYS",
+    "batch_rows": "COVAGE_BATCH_ROWS",
 }
 _SECRETS = {"api_token", "postgres_url"}
 # duckdb and postgres are tested here; the others go through the same code (dlt destinations,
@@ -64,6 +66,7 @@ class Settings:
     cursor_mode: str = "built"  # built: cursors built from timestamps; opaque: only the API's own
     start_date: str | None = None  # first run starts here (ISO date or datetime); default: the beginning
     chunk_pages: int = 250  # pages per committed load: a crash loses at most this much work
+    batch_rows: int = 50_000  # rows handed to dlt at once; the stored versions are looked up per batch
     max_item_bytes: int = 1_000_000  # larger items are quarantined, not loaded
     duckdb_memory_limit: str = "128MB"  # the loader's DuckDB connections; DuckDB spills past it
     destination: str = "duckdb"  # the warehouse: duckdb (a file under data_dir), postgres, motherduck, ...
@@ -77,6 +80,7 @@ class Settings:
     max_retry_delay: float | None = None
     request_deadline_s: float = 120.0  # a whole answer, however slowly it drips; then retried
     lock_timeout_s: float = 600.0  # how long ingest and build wait for another process's warehouse lock
+    retention_days: float = 21.0  # Dagster's run history, and dlt's record of finished loads, kept this long
 
     @property
     def duckdb_path(self) -> Path:

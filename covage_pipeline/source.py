@@ -63,9 +63,6 @@ QUARANTINE_HINTS = dlt.mark.make_hints(
     primary_key="quarantine_id",
     columns=QUARANTINE_COLUMNS,
 )
-# Pages are handed to dlt in batches: dlt's cost is per item yielded, not per row; the stored
-# versions are looked up once per batch.
-_BATCH_ROWS = 50_000
 
 
 @dataclass
@@ -114,9 +111,12 @@ class _Page:
 class _Load:
     """The rows of one load: which events it holds already, and whether it appends or merges."""
 
-    def __init__(self, stored: StoredVersions, stats: RunStats, merges: bool | None) -> None:
+    def __init__(
+        self, stored: StoredVersions, stats: RunStats, merges: bool | None, reread_until: datetime | None
+    ) -> None:
         self.stored = stored
         self.stats = stats
+        self.reread_until = reread_until  # this load's lookback: what an earlier load read already
         self.held: list[pa.Array] = []  # event_uuids handed to dlt in this load (Arrow: compact)
         self.merges = merges  # None: fixed by the first rows handed to dlt
         self.left_replacement = False  # stopped before a page that replaces stored versions
@@ -179,7 +179,13 @@ class _Load:
             return table, {}, served - table.num_rows, older
         known = pc.indices_nonzero(pc.is_in(table.column("event_uuid"), value_set=pa.array(list(stored))))
         rows = table.take(known).to_pylist()
-        verdicts = {row["event_uuid"]: newer(row, stored[row["event_uuid"]]) for row in rows}
+        until = self.reread_until
+        verdicts = {
+            row["event_uuid"]: newer(
+                row, stored[row["event_uuid"]], until is not None and row["creation_date"] <= until
+            )
+            for row in rows
+        }
         return table, verdicts, served - table.num_rows, older
 
 
@@ -216,10 +222,9 @@ def events(
     except Exception:  # the source iterated outside a pipeline: nothing is stored
         pipeline = None
     with StoredVersions(pipeline) as stored:
-        load = _Load(stored, stats, merges=True if state.merge_next else None)
+        load = _Load(stored, stats, True if state.merge_next else None, base.creation_date if base else None)
         batch: list[_Page] = []
         fetched = 0
-        cut = False
         for items, mark in fetch_pages(client_for(settings), params, paginator):
             if base is None or (mark.resume is not None and mark.resume.creation_date > base.creation_date):
                 fetched += 1
@@ -237,22 +242,23 @@ def events(
             last_page = not mark.has_next or (
                 max_pages is not None and fetched >= max_pages and not mark.regrown and mark.resume is not None
             )
-            if last_page or sum(p.table.num_rows for p in batch) >= _BATCH_ROWS:
+            # pages go to dlt in batches (`batch_rows`): dlt's cost is per item yielded, not per row,
+            # and the stored versions are looked up once a batch. A batch never ends inside a group
+            # of events that share an instant: two versions of an event there settle in one batch
+            full = sum(p.table.num_rows for p in batch) >= settings.batch_rows and not mark.tied
+            if last_page or full:
                 taken, pending = (yield from _flush(batch, load, state, settings, scoped, stats)), len(batch)
                 batch = []
                 if taken < pending:
-                    cut = True  # the next load starts at the page left
-                    break
+                    break  # the next load reads the page left (it starts a lookback before it)
             if on_page is not None:
                 on_page(stats)
             if last_page:
                 break
         if batch:
-            taken = yield from _flush(batch, load, state, settings, scoped, stats)
-            cut = taken < len(batch)
+            yield from _flush(batch, load, state, settings, scoped, stats)
     if not scoped:
         state.merge_next = load.left_replacement
-        state.cut = cut
         state.write(resource_state)
 
 

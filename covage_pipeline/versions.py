@@ -2,7 +2,11 @@
 
 The rule, everywhere (within a page, a load, across loads and runs): an event is kept once, in
 its version with the latest `modification_date`; on an equal `modification_date`, the one served
+last, in the feed's order: the later `creation_date`, and at the same `creation_date` the one read
 last (so an unchanged re-read changes nothing, and a corrected payload replaces the old one).
+A lookback re-reads what an earlier load already read in order: there, only a newer
+`modification_date` replaces the stored version (an earlier copy read again must not undo a later
+one, and two copies of one date and one instant would otherwise swap at every re-read).
 
 It only reads the destination, through the pipeline that is extracting (so a user's own dlt
 pipeline gets the same guarantee): before a batch is handed to dlt, the stored rows of its
@@ -46,31 +50,42 @@ def same_content(a: dict, b: dict) -> bool:
     return all((_json(a[c]) if c in _JSON else a[c]) == (_json(b[c]) if c in _JSON else b[c]) for c in COMPARED)
 
 
-def newer(incoming: dict, stored: dict) -> bool | None:
-    """True: `incoming` replaces `stored`; False: it is older; None: the same version re-read."""
+def newer(incoming: dict, stored: dict, rereading: bool = False) -> bool | None:
+    """True: `incoming` replaces `stored`; False: it is older; None: the same version re-read.
+
+    `rereading`: `incoming` lies in the lookback a load reads again (see above)."""
     new_mod: datetime | None = incoming["modification_date"]
     old_mod: datetime | None = stored["modification_date"]
     if new_mod != old_mod:
         return old_mod is None or (new_mod is not None and new_mod > old_mod)
-    return None if same_content(incoming, stored) else True
+    if rereading or same_content(incoming, stored):
+        return None
+    # the same modification_date, another payload: the one later in the feed
+    return incoming["creation_date"] >= stored["creation_date"]
 
 
 def latest_served(table: pa.Table) -> tuple[pa.Table, int]:
-    """One row per event_uuid: the latest modification_date, on a tie the one served last (rows
-    are in the order served); and how many of the rows left out were older versions."""
+    """One row per event_uuid by the rule above (rows are in the order served); and how many of
+    the rows left out were older versions."""
     uuids = table.column("event_uuid")
     if len(pc.unique(uuids)) == len(uuids):  # most often: one C kernel, nothing to settle
         return table, 0
     uuids = uuids.to_pylist()
     mods = table.column("modification_date").to_pylist()
+    created = table.column("creation_date").to_pylist()
     best: dict[str, int] = {}
-    for i, (uuid, mod) in enumerate(zip(uuids, mods, strict=True)):
+    for i, uuid in enumerate(uuids):
         j = best.get(uuid)
-        if j is None or mods[j] is None or (mod is not None and mod >= mods[j]):
+        if j is None or _rank(mods[i], created[i]) >= _rank(mods[j], created[j]):
             best[uuid] = i
     kept = set(best.values())
     older = sum(1 for i, uuid in enumerate(uuids) if i not in kept and mods[i] != mods[best[uuid]])
     return table.take(pa.array(sorted(kept), pa.int64())), older
+
+
+def _rank(mod: datetime | None, created: datetime) -> tuple:
+    """Versions in the rule's order (a missing modification_date is the oldest)."""
+    return (mod is not None, mod or created, created)
 
 
 class StoredVersions:

@@ -16,6 +16,7 @@ from covage_pipeline.settings import Settings, load_settings
 from . import alerts
 from .ingestion import EVENTS_KEY, build_ingestion_assets, build_ingestion_checks
 from .models import ANALYSTS_COPY_KEY, BuildConfig, build_dbt_assets, build_publish_asset, dbt_project, dbt_resource
+from .operations import build_prune_job, single_flight_schedule
 from .reports import build_reports_asset
 from .warehouse import WAREHOUSE_TAGS
 
@@ -37,34 +38,50 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     reports = build_reports_asset(settings)
     freshness = timedelta(minutes=float(os.environ.get("COVAGE_FRESHNESS_MINUTES", "60")))
 
-    # everything that depends on new events: the load, the report archive, the models, the copy
+    # everything that depends on new events: the load, the report archive, the models, the copy.
+    # In one process, step after step: a step process of its own costs each step the import of
+    # dlt, dbt and Dagster (about 5 s) for work that often takes less; the steps share a pool of
+    # one writer anyway.
     ingest_job = dg.define_asset_job(
         INGEST_JOB,
         selection=dg.AssetSelection.assets(EVENTS_KEY).downstream(),
         tags=WAREHOUSE_TAGS,
+        executor_def=dg.in_process_executor,
         description="Ingest new events, rebuild the models that depend on them, publish the marts.",
     )
     daily_job = dg.define_asset_job(
         DAILY_JOB,
         selection=dg.AssetSelection.assets(dbt_assets, publish),
         tags=WAREHOUSE_TAGS,
+        executor_def=dg.in_process_executor,
         config=dg.RunConfig(ops={dbt_assets.op.name: BuildConfig(full_refresh=True)}),
         description="Rebuild every model from scratch (incremental ones included), publish the marts.",
     )
+    prune_job = build_prune_job(settings.retention_days)
     status = dg.DefaultScheduleStatus.RUNNING if _on("COVAGE_SCHEDULES") else dg.DefaultScheduleStatus.STOPPED
     schedules = [
-        dg.ScheduleDefinition(
-            name="ingest_every_5_minutes",
-            job=ingest_job,
-            cron_schedule=os.environ.get("COVAGE_INGEST_CRON", "*/5 * * * *"),
-            default_status=status,
-            description="The reference recommends polling every few minutes (COVAGE_INGEST_CRON).",
+        single_flight_schedule(
+            "ingest_every_5_minutes",
+            ingest_job,
+            os.environ.get("COVAGE_INGEST_CRON", "*/5 * * * *"),
+            status,
+            "Every five minutes (COVAGE_INGEST_CRON), as the reference recommends polling: ingest what is new, "
+            "rebuild the models, publish the marts. Skipped while a run of the job is queued or running.",
+        ),
+        single_flight_schedule(
+            "daily_full_build",
+            daily_job,
+            os.environ.get("COVAGE_DAILY_CRON", "0 3 * * *"),
+            status,
+            "Every night (COVAGE_DAILY_CRON, default 03:00): every model rebuilt from all events, so a fix in "
+            "the models reaches the events already built. Skipped while a run of the job is queued or running.",
         ),
         dg.ScheduleDefinition(
-            name="daily_full_build",
-            job=daily_job,
-            cron_schedule=os.environ.get("COVAGE_DAILY_CRON", "0 3 * * *"),
+            name="prune_history_daily",
+            job=prune_job,
+            cron_schedule="30 4 * * *",
             default_status=status,
+            description="Every night at 04:30: delete finished runs older than COVAGE_RETENTION_DAYS (21).",
         ),
     ]
 
@@ -86,8 +103,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[ingestion, reports, dbt_assets, publish],
         asset_checks=build_ingestion_checks(settings, freshness),
-        jobs=[ingest_job, daily_job],
+        jobs=[ingest_job, daily_job, prune_job],
         schedules=schedules,
         sensors=[support_alerts],
         resources={"dlt": DagsterDltResource(), "dbt": dbt_resource(settings, project)},
+        executor=dg.in_process_executor,  # "Materialize" in the UI as well
     )

@@ -98,12 +98,13 @@ def check_after_commit(settings, feed: list[dict], cursor: CursorState) -> None:
     feed=feeds(),
     page_size=st.integers(2, 6),
     chunk_pages=st.integers(1, 4),
+    batch_rows=st.sampled_from([1, 3, 50_000]),
     lookback_s=st.sampled_from([0.0, 5.0, 30.0, 900.0]),
     cursor_mode=st.sampled_from(["built", "opaque"]),
     kill_at=st.one_of(st.none(), st.integers(1, 12)),
 )
 def test_every_commit_holds_one_latest_version_per_event(
-    server, feed, page_size, chunk_pages, lookback_s, cursor_mode, kill_at
+    server, feed, page_size, chunk_pages, batch_rows, lookback_s, cursor_mode, kill_at
 ):
     api, served = server
     api.feed = feed
@@ -115,6 +116,7 @@ def test_every_commit_holds_one_latest_version_per_event(
             page_size=page_size,
             max_page_size=64,
             chunk_pages=chunk_pages,
+            batch_rows=batch_rows,
             lookback_s=lookback_s,
             cursor_mode=cursor_mode,
         )

@@ -165,6 +165,9 @@ def test_malformed_timestamps_cri_links_and_unknown_types(emulator_factory, tmp_
     emu = emulator_factory(malformed_share=0.05, share_fiber_pro=0.6, unknown_type_share=0.05)
     settings = settings_for(emu, tmp_path)
     ingest(settings)
+    truth = emu.store.ground_truth(emu.url)
+    assert any(" PM." in t["event_date"] for t in truth)  # a 12-hour clock among the malformed
+    assert_equals_ground_truth(settings, truth)  # each malformed time read as a person reads it
     rows = {r["event_uuid"]: r for r in warehouse(settings)}
     reference = rows["lrgecnfi"]
     assert reference["event_date"] == datetime(2017, 5, 9, 16, 1, 4, 637766)

@@ -330,10 +330,15 @@ def test_a_payload_rewritten_at_a_later_position_settles_without_going_round(tmp
     feed = [event(4), event(10), event(15), event(4, creation_date=at(20), data={"message": "rewritten"})]
     api = HostileAPI(feed=feed)
     with Served(api.app()) as server:
-        for page_size, chunk_pages in ((2, 1), (2, 4), (6, 1)):
-            settings = settings_for(server, tmp_path / f"{page_size}-{chunk_pages}", page_size=page_size)
+        for page_size, chunk_pages, batch_rows in ((2, 1, 50_000), (2, 4, 2), (6, 1, 1), (1, 4, 1)):
+            settings = settings_for(
+                server, tmp_path / f"{page_size}-{chunk_pages}-{batch_rows}", page_size=page_size, batch_rows=batch_rows
+            )
             settings = settings.__class__(**{**settings.__dict__, "chunk_pages": chunk_pages})
             ingest(settings)
             stored = rows_by_uuid(settings)
             assert data_of(stored["evt00004"]) == {"message": "rewritten"}, (page_size, chunk_pages)
             assert set(stored) == {"evt00004", "evt00010", "evt00015"}
+            # a run that re-reads both copies (its lookback spans the feed) writes nothing
+            idle = ingest(settings)
+            assert (idle.stats.new, idle.stats.updated) == (0, 0), (page_size, chunk_pages, batch_rows)

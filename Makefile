@@ -33,8 +33,9 @@ test: $(STAMP)
 # Dagster UI on http://127.0.0.1:3000, instance under <data dir>/dagster_home (the shipped
 # dagster.yaml: runs that write the warehouse queue one behind the other, telemetry off); Ctrl-C
 # or SIGTERM stops it, in a terminal or in the background
+DAGSTER_PORT ?= 3000
 dagster: $(STAMP)
-	exec $(BIN)/covage dagster
+	exec $(BIN)/covage dagster --port $(DAGSTER_PORT)
 
 # JupyterLab on loopback, in notebooks/, with this environment's kernel ("Python 3")
 NOTEBOOKS_PORT ?= 8888

@@ -61,7 +61,7 @@ def prune_history(instance: dg.DagsterInstance, keep_days: float, current_run_id
 
 def build_prune_job(keep_days: float) -> dg.JobDefinition:
     @dg.op(description=f"Delete finished runs older than {keep_days:g} days, with their event logs.")
-    def prune_run_history(context: dg.OpExecutionContext) -> None:
+    def prune_run_history(context) -> None:  # (an annotation here is a string dagster refuses)
         deleted = prune_history(context.instance, keep_days, context.run_id)
         context.log.info(f"{deleted} runs older than {keep_days:g} days deleted (COVAGE_RETENTION_DAYS)")
 

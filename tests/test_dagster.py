@@ -361,3 +361,32 @@ def test_the_asset_checks_fail_on_what_they_guard(setup):
     duplicated = checks["no_duplicate_event_uuid"]()
     assert backwards.passed is False and backwards.metadata["cursor"].value.startswith("2000-")
     assert duplicated.passed is False and duplicated.metadata["duplicates"].value == 1
+
+
+def test_a_tick_is_skipped_while_a_run_of_its_job_is_queued_or_running(setup):
+    """Ticks never pile up behind a slow run: the schedule says why it skips, and runs again after."""
+    _, _, defs, instance = setup
+    schedule = defs.resolve_schedule_def("ingest_every_5_minutes")
+    job = defs.resolve_job_def(INGEST_JOB)
+    with dg.build_schedule_context(instance=instance) as context:
+        assert isinstance(schedule.evaluate_tick(context).run_requests[0], dg.RunRequest)
+    running = instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED)
+    with dg.build_schedule_context(instance=instance) as context:
+        tick = schedule.evaluate_tick(context)
+    assert not tick.run_requests and running.run_id[:8] in tick.skip_message and "started" in tick.skip_message
+    instance.report_run_canceled(running)
+    with dg.build_schedule_context(instance=instance) as context:
+        assert schedule.evaluate_tick(context).run_requests
+
+
+def test_run_history_is_pruned_after_the_retention(setup):
+    from dagster_defs.operations import prune_history
+
+    _, _, defs, instance = setup
+    prune = defs.resolve_job_def("prune_history")
+    finished = [prune.execute_in_process(instance=instance).run_id for _ in range(3)]
+    running = instance.create_run_for_job(prune, status=dg.DagsterRunStatus.STARTED)
+    assert prune_history(instance, keep_days=30) == 0  # all younger than the retention
+    assert prune_history(instance, keep_days=0) == 3  # finished ones only
+    left = {r.run_id for r in instance.get_runs()}
+    assert running.run_id in left and not left & set(finished)

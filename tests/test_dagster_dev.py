@@ -4,6 +4,7 @@ other (the run queue's limit from the shipped dagster.yaml)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -29,6 +30,32 @@ mutation($job: String!) {
     __typename
     ... on LaunchRunSuccess { run { runId } }
     ... on PythonError { message }
+  }
+}
+"""
+# "Materialize all" in the UI: the implicit asset job, no tag of ours
+LAUNCH_ALL = """
+mutation {
+  launchRun(executionParams: {
+    selector: {repositoryLocationName: "dagster_defs", repositoryName: "__repository__", jobName: "__ASSET_JOB"}
+  }) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+STEPS = """
+query($id: ID!) {
+  logsForRun(runId: $id) {
+    ... on EventConnection {
+      events {
+        __typename
+        ... on ExecutionStepStartEvent { stepKey timestamp }
+        ... on ExecutionStepSuccessEvent { stepKey timestamp }
+        ... on ExecutionStepFailureEvent { stepKey timestamp }
+      }
+    }
   }
 }
 """
@@ -136,9 +163,12 @@ def test_dagster_dev_serves_every_asset_and_queues_writers(dagster_dev):
     } <= keys
     assert sum(1 for k in keys if k.startswith("marts/")) >= 17
 
+    # the scheduled job and, at the same moment, "Materialize all" (which carries no tag)
     run_ids = []
-    for _ in range(2):
-        launched = _graphql(url, LAUNCH, job="ingest_and_build")["launchRun"]
+    for launched in (
+        _graphql(url, LAUNCH, job="ingest_and_build")["launchRun"],
+        _graphql(url, LAUNCH_ALL)["launchRun"],
+    ):
         assert launched["__typename"] == "LaunchRunSuccess", launched
         run_ids.append(launched["run"]["runId"])
     deadline = time.monotonic() + 400
@@ -149,9 +179,22 @@ def test_dagster_dev_serves_every_asset_and_queues_writers(dagster_dev):
         assert time.monotonic() < deadline, runs
         time.sleep(2)
     assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"], _why_runs_failed(url, run_ids, runs)
-    assert all({"key": "covage/warehouse", "value": "writes"} in r["tags"] for r in runs)
-    first, second = sorted(runs, key=lambda r: r["startTime"])
-    assert first["endTime"] <= second["startTime"], "two runs wrote the warehouse at the same time"
+    assert {"key": "covage/warehouse", "value": "writes"} in runs[0]["tags"]
+    # the steps that write the warehouse, in either run, never overlap in time
+    writes = []
+    for run_id in run_ids:
+        spans: dict[str, list[float]] = {}
+        for event in _graphql(url, STEPS, id=run_id)["logsForRun"]["events"]:
+            if event.get("stepKey") in WRITERS:
+                spans.setdefault(event["stepKey"], []).append(float(event["timestamp"]))
+        assert set(spans) == WRITERS, (run_id, spans)
+        writes += [(min(times), max(times), run_id, step) for step, times in spans.items()]
+    writes.sort()
+    for (_, end, run_a, step_a), (start, _, run_b, step_b) in itertools.pairwise(writes):
+        assert end <= start, f"{step_a} ({run_a[:8]}) and {step_b} ({run_b[:8]}) wrote the warehouse at the same time"
+
+
+WRITERS = {"covage_ingestion", "covage_dbt", "analysts__marts_copy"}
 
 
 def _why_runs_failed(url: str, run_ids: list[str], runs: list[dict]) -> str:
@@ -168,3 +211,60 @@ def _why_runs_failed(url: str, run_ids: list[str], runs: list[dict]) -> str:
                 report.append(f"  {event['__typename']} {event.get('stepKey')}: {event.get('message')}")
                 report.append("  " + (error.get("message") or "") + "".join(error.get("stack") or [])[-2000:])
     return "\n".join(report)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to make started in the background", "Ctrl-C in a terminal"])
+def test_make_dagster_stops_on_a_signal(tmp_path, how):
+    """A shell that starts `make dagster &` leaves SIGINT ignored, and dagster dev alone then
+    survives SIGTERM as well. Every process it starts must be gone soon after the signal: SIGTERM
+    sent to make, or SIGINT to the terminal's foreground process group (what Ctrl-C does)."""
+    port = _free_port()
+    env = {**os.environ, "COVAGE_DATA_DIR": str(tmp_path / "data")}
+    make = ["make", "-s", "dagster", f"DAGSTER_PORT={port}"]
+    if how.startswith("SIGTERM"):
+        script = f"{' '.join(make)} > {tmp_path}/log 2>&1 & echo $!; wait"
+        shell = subprocess.Popen(["sh", "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        make_pid = int(shell.stdout.readline())
+
+        def send() -> None:
+            os.kill(make_pid, signal.SIGTERM)
+    else:
+        log = (tmp_path / "log").open("w")
+        shell = subprocess.Popen(make, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def send() -> None:
+            os.killpg(shell.pid, signal.SIGINT)
+
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert shell.poll() is None and time.monotonic() < deadline, (tmp_path / "log").read_text()[-2000:]
+        time.sleep(1)
+    assert _processes_of(tmp_path), "no dagster process found"
+    send()
+    deadline = time.monotonic() + 60
+    while _processes_of(tmp_path):
+        assert time.monotonic() < deadline, f"still running after {how}: {_processes_of(tmp_path)}"
+        time.sleep(1)
+    shell.wait(timeout=30)
+
+
+def _processes_of(tmp_path: Path) -> list[str]:
+    """The command lines of live processes whose environment points at this test's data dir."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(tmp_path).encode() in environ and "dagster" in cmdline:
+            found.append(cmdline[:120])
+    return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -201,3 +202,20 @@ def test_wrong_token_fails_clearly_without_leaking_it(emulator_factory, tmp_path
         ingest(settings)
     assert "401" in str(info.value)
     assert "s3cr3t-wrong-token" not in str(info.value)
+
+
+def test_dlt_forgets_loaded_packages_after_the_retention(emulator_factory, tmp_path):
+    """dlt keeps a record of each load in its working folder, for ever; ours go after
+    `retention_days`, and their rows (job files) as soon as they are loaded."""
+    emu = emulator_factory(orders=60)
+    kept = settings_for(emu, tmp_path / "kept")
+    ingest(kept)
+    pipeline = make_pipeline(kept)
+    packages = pipeline.list_completed_load_packages()
+    assert packages
+    folder = Path(pipeline.working_dir) / "load" / "loaded" / packages[0]
+    assert not any(p.suffix in (".parquet", ".gz") for p in folder.rglob("*"))  # rows not kept twice
+    pruned = settings_for(emu, tmp_path / "pruned", retention_days=0)
+    ingest(pruned)
+    assert make_pipeline(pruned).list_completed_load_packages() == []
+    assert_equals_ground_truth(pruned, emu.store.ground_truth(emu.url))

@@ -141,3 +141,18 @@ def test_the_reference_examples_orders_take_messages(emulator_factory):
         timeout=10,
     )
     assert answer.status_code == 201, answer.text
+
+
+def test_the_clock_speed_can_change_and_freeze(emulator_factory):
+    emu = emulator_factory(orders=10, speed=0.0)
+    before = httpx.get(f"{emu.url}/_emulator/status", timeout=10).json()["now"]
+    httpx.post(f"{emu.url}/_emulator/speed?value=3600", timeout=10).raise_for_status()
+    import time
+
+    time.sleep(0.3)
+    httpx.post(f"{emu.url}/_emulator/speed?value=0", timeout=10).raise_for_status()
+    frozen = httpx.get(f"{emu.url}/_emulator/status", timeout=10).json()["now"]
+    time.sleep(0.2)
+    assert frozen > before  # a real 0.3 s was about 18 emulated minutes
+    assert httpx.get(f"{emu.url}/_emulator/status", timeout=10).json()["now"] == frozen
+    assert httpx.post(f"{emu.url}/_emulator/speed?value=-1", timeout=10).status_code == 400

@@ -53,6 +53,7 @@ class EmulatorApp:
             Route("/blob/{blob:path}", self.blob, methods=["GET"]),
             Route("/_emulator/status", self.admin_status, methods=["GET"]),
             Route("/_emulator/advance", self.admin_advance, methods=["POST"]),
+            Route("/_emulator/speed", self.admin_speed, methods=["POST"]),
             Route("/_emulator/ground-truth", self.admin_ground_truth, methods=["GET"]),
             Route("/_emulator/orders", self.admin_orders, methods=["GET"]),
             Route("/_emulator/faults", self.admin_faults, methods=["GET", "POST"]),
@@ -212,6 +213,15 @@ class EmulatorApp:
         except ValueError:
             return _error(400, "'seconds' must be a non-negative number.", "invalid")
         self.store.advance(seconds)
+        return _json(self.store.status())
+
+    async def admin_speed(self, request: Request) -> Response:
+        if denied := self._loopback_only(request):
+            return denied
+        try:
+            self.store.clock.set_speed(float(request.query_params.get("value", "")))
+        except ValueError:
+            return _error(400, "'value' must be a non-negative number (0 freezes the clock).", "invalid")
         return _json(self.store.status())
 
     async def admin_ground_truth(self, request: Request) -> Response:

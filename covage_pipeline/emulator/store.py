@@ -80,6 +80,14 @@ class Clock:
             raise ValueError("the clock never goes back")
         self._offset += int(seconds * US)
 
+    def set_speed(self, speed: float) -> None:
+        """From now on, `speed` emulated seconds per real second (0 freezes the clock)."""
+        if speed < 0:
+            raise ValueError("the clock never goes back")
+        now = time.monotonic()
+        self._offset += int((now - self._t0) * self._speed * US)
+        self._t0, self._speed = now, speed
+
 
 class Event:
     __slots__ = (

@@ -44,7 +44,8 @@ def event(n: int, **changes) -> dict:
         "data": None,
     }
     item.update(changes)
-    item["sort_value"] = sort_value(item["creation_date"])
+    if "sort_value" not in changes:
+        item["sort_value"] = sort_value(item["creation_date"])
     return item
 
 

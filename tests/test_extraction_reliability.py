@@ -19,6 +19,7 @@ from covage_pipeline.settings import load_settings
 
 from .conftest import make_config
 from .extraction import assert_equals_ground_truth, event_ids, kill_at_random_points_then_rerun, settings_for, warehouse
+from .hostile import event
 
 FAULTS = {
     "error_bursts": {"error_rate": 0.3, "error_burst": 2},
@@ -89,25 +90,6 @@ def _serve(app) -> RunningEmulator:
     return RunningEmulator(holder).start()
 
 
-def _item(n: int, **changes) -> dict:
-    created = f"2026-01-01T00:00:{n:02d}.000000"
-    item = {
-        "model": "event",
-        "event_uuid": f"evt{n:05d}",
-        "type": "order-running",
-        "object_type": "order",
-        "object_uuid": "order-1",
-        "event_date": created,
-        "creation_date": created,
-        "modification_date": created,
-        "data": None,
-        "sort_value": "",
-    }
-    item["sort_value"] = __import__("base64").b64encode(orjson.dumps([created])).decode()
-    item.update(changes)
-    return item
-
-
 class BadServer:
     """Answers each listing with the next scripted body; an empty list once the script is done."""
 
@@ -165,17 +147,17 @@ def test_unusable_bodies_fail_with_a_clear_error(tmp_path, body, ctype, says, ca
 
 def test_bad_items_are_quarantined_never_dropped(tmp_path, caplog):
     page = [
-        _item(1),
-        _item(2, event_uuid=None),
-        _item(3, sort_value=None),  # not the last one: still a good event
-        _item(4, data="a string"),
-        _item(5, data=["a", "list"]),
-        _item(6, data={"message": "x" * 2_000_000}),
-        _item(7, surprise_field={"kept": True}),
+        event(1),
+        event(2, event_uuid=None),
+        event(3, sort_value=None),  # not the last one: still a good event
+        event(4, data="a string"),
+        event(5, data=["a", "list"]),
+        event(6, data={"message": "x" * 2_000_000}),
+        event(7, surprise_field={"kept": True}),
         42,
-        _item(9, event_date="0000-00-00T00:00:00", type="order-brand-new-type"),
-        _item(10, creation_date="yesterday"),
-        _item(11),
+        event(9, event_date="0000-00-00T00:00:00", type="order-brand-new-type"),
+        event(10, creation_date="yesterday"),
+        event(11),
     ]
     bad = BadServer([(200, orjson.dumps(page), "application/json")])
     server = _serve(bad.app)
@@ -209,7 +191,7 @@ def test_bad_items_are_quarantined_never_dropped(tmp_path, caplog):
 
 
 def test_a_full_page_without_any_cursor_stops_clearly(tmp_path):
-    page = [_item(n, sort_value=None) for n in range(1, 6)]
+    page = [event(n, sort_value=None) for n in range(1, 6)]
     bad = BadServer([(200, orjson.dumps(page), "application/json")])
     server = _serve(bad.app)
     try:

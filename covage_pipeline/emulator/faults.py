@@ -81,17 +81,7 @@ class FaultInjector:
             await self._reshaped(scope, receive, send)
             return
         self._count("drop" if drop else "truncate")
-        start: dict = {}
-        chunks: list[bytes] = []
-
-        async def capture(message) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, capture)
-        body = b"".join(chunks)
+        start, body = await self._answer(scope, receive)
         cut = body[: max(1, len(body) // 2)]
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         if drop:
@@ -103,6 +93,20 @@ class FaultInjector:
         headers.append((b"content-length", str(len(cut)).encode()))
         await send({"type": "http.response.start", "status": start.get("status", 200), "headers": headers})
         await send({"type": "http.response.body", "body": cut})
+
+    async def _answer(self, scope, receive) -> tuple[dict, bytes]:
+        """The app's whole answer (its start message and body), to be sent otherwise."""
+        start: dict = {}
+        chunks: list[bytes] = []
+
+        async def capture(message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        return start, b"".join(chunks)
 
     def _rewrite_query(self, scope):
         """The query as a server that reads the reference otherwise would see it."""
@@ -122,17 +126,7 @@ class FaultInjector:
     async def _reshaped(self, scope, receive, send) -> None:
         """A page served with one item twice, or one item's bytes broken, or slowly dripped."""
         cfg, rng = self.config, self._rng
-        start: dict = {}
-        chunks: list[bytes] = []
-
-        async def capture(message) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, capture)
-        body = b"".join(chunks)
+        start, body = await self._answer(scope, receive)
         if start.get("status") == 200 and body.startswith(b"[{"):
             items = orjson.loads(body)
             if cfg.duplicate_rate and rng.random() < cfg.duplicate_rate and items:

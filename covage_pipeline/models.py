@@ -17,9 +17,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .locking import duckdb_lock_holder, retry_while_locked, writer_lock
-from .settings import Settings
+from .settings import DEFAULT_DBT_PROJECT, Settings
 
-SQL_DIR = Path(os.environ.get("COVAGE_DBT_PROJECT_DIR", Path(__file__).resolve().parents[1] / "sql"))
+SQL_DIR = DEFAULT_DBT_PROJECT  # the shipped project; `Settings.dbt_project` says which one a run uses
 
 
 @dataclass
@@ -47,7 +47,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     }
     if settings.destination == "motherduck":
         # dbt-duckdb opens md:<database>; the token comes from MOTHERDUCK_TOKEN, as MotherDuck documents
-        env["COVAGE_DUCKDB_PATH"] = f"md:{os.environ.get('COVAGE_MOTHERDUCK_DATABASE', 'covage')}"
+        env["COVAGE_DUCKDB_PATH"] = f"md:{settings.motherduck_database}"
     if settings.destination == "postgres":
         url = urlsplit(settings.resolved_postgres_url())
         env.update(
@@ -66,7 +66,8 @@ def dbt(settings: Settings, *args: str) -> BuildResult:
 
     target = ["--target", settings.destination]
     with _environment(dbt_env(settings)):
-        result = dbtRunner().invoke([*args, *target, "--project-dir", str(SQL_DIR), "--profiles-dir", str(SQL_DIR)])
+        project = str(settings.dbt_project)
+        result = dbtRunner().invoke([*args, *target, "--project-dir", project, "--profiles-dir", project])
     statuses = {}
     messages = []
     for node in getattr(result.result, "results", None) or []:
@@ -97,13 +98,13 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 PROJECT_SOURCES = ("*.sql", "*.yml", "*.yaml", "*.md", "*.csv")
 
 
-def _newest_source_mtime() -> float:
+def _newest_source_mtime(project: Path) -> float:
     skip = {"target", "logs", "dbt_packages"}
     return max(
         path.stat().st_mtime
         for pattern in PROJECT_SOURCES
-        for path in SQL_DIR.rglob(pattern)
-        if not skip.intersection(path.relative_to(SQL_DIR).parts)
+        for path in project.rglob(pattern)
+        if not skip.intersection(path.relative_to(project).parts)
     )
 
 
@@ -115,8 +116,8 @@ def prepare_manifest(settings: Settings) -> Path:
     one step reading the manifest while another rewrites it) failed runs. Here a parse writes into
     a private folder and the manifest is renamed into place, so a reader sees a whole file.
     """
-    manifest = SQL_DIR / "target" / "manifest.json"
-    if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime():
+    manifest = settings.dbt_project / "target" / "manifest.json"
+    if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime(settings.dbt_project):
         return manifest
     manifest.parent.mkdir(parents=True, exist_ok=True)
     private = Path(tempfile.mkdtemp(prefix="parse-", dir=manifest.parent))

@@ -1,20 +1,26 @@
-"""Where every setting comes from, in one place, with the same defaults for the CLI, Dagster and tests.
+"""Every setting of covage-pipeline, in one place, with the same defaults for the CLI, Dagster and tests.
 
-Order of precedence: an explicit argument, then the short environment variables (`COVAGE_*`),
-then dlt's config and secrets (`[sources.covage]` in `.dlt/config.toml` / `.dlt/secrets.toml`, or
-`SOURCES__COVAGE__*` variables), then the defaults below. The token is never printed: `repr`
-hides it.
+Resolved by dlt's own configuration (a `configspec` built from `Settings`, in the section
+`sources.covage`): an explicit argument first, then the short environment variables (`COVAGE_*`,
+a provider ahead of dlt's), then dlt's usual providers (`SOURCES__COVAGE__*` variables,
+`.dlt/secrets.toml`, `.dlt/config.toml`), then the defaults below. Values are typed by dlt. The
+token is never printed: `repr` hides it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_API_URL = "http://127.0.0.1:8765"  # `covage emulator serve`'s default address
+# the dbt project shipped beside the package (an install without it sets COVAGE_DBT_PROJECT_DIR)
+DEFAULT_DBT_PROJECT = Path(__file__).resolve().parents[1] / "sql"
 # The emulator shows an event at most `late_window_s` (300 s) after its creation_date; three times
 # that leaves room for a slow run and real-world providers.
 DEFAULT_LOOKBACK_S = 900.0
@@ -43,8 +49,15 @@ _ENV = {
     "lock_timeout_s": "COVAGE_LOCK_TIMEOUT_SECONDS",
     "retention_days": "COVAGE_RETENTION_DAYS",
     "batch_rows": "COVAGE_BATCH_ROWS",
+    "schedules": "COVAGE_SCHEDULES",
+    "ingest_cron": "COVAGE_INGEST_CRON",
+    "daily_cron": "COVAGE_DAILY_CRON",
+    "freshness_minutes": "COVAGE_FRESHNESS_MINUTES",
+    "alert_webhook_url": "COVAGE_ALERT_WEBHOOK_URL",
+    "dbt_project_dir": "COVAGE_DBT_PROJECT_DIR",
+    "motherduck_database": "COVAGE_MOTHERDUCK_DATABASE",
 }
-_SECRETS = {"api_token", "postgres_url"}
+_SECRETS = {"api_token", "postgres_url", "alert_webhook_url"}
 # duckdb and postgres are tested here; the others go through the same code (dlt destinations,
 # dbt targets in sql/profiles.yml) and are documented in the README, untested on this machine
 DESTINATIONS = ("duckdb", "postgres", "motherduck", "bigquery", "snowflake")
@@ -81,6 +94,19 @@ class Settings:
     request_deadline_s: float = 120.0  # a whole answer, however slowly it drips; then retried
     lock_timeout_s: float = 600.0  # how long ingest and build wait for another process's warehouse lock
     retention_days: float = 21.0  # Dagster's run history, and dlt's record of finished loads, kept this long
+    # Dagster
+    schedules: bool = False  # the schedules start switched on (else: on in the UI)
+    ingest_cron: str = "*/5 * * * *"  # ingest what is new, rebuild, publish (the reference polls every few minutes)
+    daily_cron: str = "0 3 * * *"  # every model rebuilt from all events
+    freshness_minutes: float = 60.0  # the check events_are_fresh warns past this age of the newest event
+    alert_webhook_url: str | None = field(default=None, repr=False)  # where support alerts are posted
+    # where things are
+    dbt_project_dir: Path | None = None  # the dbt project; None: sql/ beside the package
+    motherduck_database: str = "covage"  # COVAGE_DESTINATION=motherduck: the database (token: MOTHERDUCK_TOKEN)
+
+    @property
+    def dbt_project(self) -> Path:
+        return self.dbt_project_dir or DEFAULT_DBT_PROJECT
 
     @property
     def duckdb_path(self) -> Path:
@@ -167,53 +193,95 @@ class Settings:
         return url
 
 
-def _from_dlt(name: str) -> Any:
-    import dlt
+def _spec_type(hint: Any) -> Any:
+    """The type dlt resolves a field as: paths as text, secrets as secret text."""
+    if hint in (Path, Path | None):
+        return str | None
+    return hint
 
-    key = f"sources.covage.{name}"
-    try:
-        return dlt.secrets.get(key) if name in _SECRETS else dlt.config.get(key)
-    except Exception:  # no provider holds it, or a malformed toml: fall back to the default
-        return None
+
+@cache
+def _configuration_spec() -> type:
+    """A dlt `configspec` with the fields of `Settings`: dlt resolves and types every value."""
+    from dlt.common.configuration import configspec
+    from dlt.common.configuration.specs import BaseConfiguration
+    from dlt.common.typing import TSecretStrValue
+
+    hints = typing.get_type_hints(Settings)
+    spec_fields = []
+    for f in fields(Settings):
+        hint = TSecretStrValue | None if f.name in _SECRETS else _spec_type(hints[f.name])
+        default = str(f.default) if isinstance(f.default, Path) else f.default
+        spec_fields.append((f.name, hint, dataclasses.field(default=default)))
+    return configspec(dataclasses.make_dataclass("CovageConfiguration", spec_fields, bases=(BaseConfiguration,)))
+
+
+def _variables_provider() -> Any:
+    """A dlt config provider for the short `COVAGE_*` variables, read when asked (not once)."""
+    from dlt.common.configuration.providers import ConfigProvider
+
+    class CovageVariables(ConfigProvider):
+        def get_value(self, key: str, hint: Any, pipeline_name: str | None, *sections: str) -> tuple[Any, str]:
+            name = _ENV.get(key)
+            if name is None or tuple(sections[-2:]) != ("sources", "covage"):
+                return None, key
+            value = os.environ.get(name) or None
+            if hint is bool and value is not None:  # COVAGE_SCHEDULES=on, as a person writes it
+                value = {"on": "true", "yes": "true", "off": "false", "no": "false"}.get(value.lower(), value)
+            return value, name
+
+        def get_value_location(self, key: str, pipeline_name: str | None, *sections: str) -> str:
+            return _ENV.get(key, key)
+
+        @property
+        def supports_secrets(self) -> bool:
+            return True
+
+        @property
+        def supports_sections(self) -> bool:
+            return True
+
+        @property
+        def name(self) -> str:
+            return "COVAGE_* environment variables"
+
+    return CovageVariables()
+
+
+def _with_variables() -> None:
+    """Puts the COVAGE_* provider ahead of dlt's own providers, once per run context."""
+    from dlt.common.configuration.container import Container
+    from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+
+    providers = Container()[PluggableRunContext].providers.providers
+    if not any(p.name == "COVAGE_* environment variables" for p in providers):
+        providers.insert(0, _variables_provider())
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings resolved from arguments, environment, dlt config/secrets, then defaults."""
-    values: dict[str, Any] = {}
-    for f in fields(Settings):
-        if overrides.get(f.name) is not None:
-            raw, where = overrides[f.name], f.name
-        else:
-            raw, where = os.environ.get(_ENV.get(f.name, ""), "") or None, _ENV.get(f.name, f.name)
-            if raw is None:
-                raw, where = _from_dlt(f.name), f"sources.covage.{f.name}"
-        if raw is None:
-            continue
-        try:
-            values[f.name] = _cast(f.name, raw)
-        except ValueError:
-            kind = type(getattr(Settings(), f.name)).__name__
-            shown = "***" if f.name in _SECRETS else repr(raw)
-            expected = "number" if kind in ("int", "float") else kind
-            raise ValueError(f"{where}={shown} is not a valid {expected}") from None
+    """Settings resolved from arguments, COVAGE_* variables, dlt's config and secrets, then defaults."""
+    from dlt.common.configuration import resolve_configuration
+    from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedException
+
+    _with_variables()
+    try:
+        resolved = resolve_configuration(_configuration_spec()(), sections=("sources", "covage"))
+    except ConfigValueCannotBeCoercedException as exc:
+        name = exc.field_name
+        where = _ENV[name] if os.environ.get(_ENV.get(name, "")) else f"sources.covage.{name}"
+        shown = "***" if name in _SECRETS else repr(exc.field_value)
+        hint = typing.get_type_hints(Settings)[name]
+        expected = "number" if hint in (int, float, int | None, float | None) else getattr(hint, "__name__", "value")
+        raise ValueError(f"{where}={shown} is not a valid {expected}") from None
+    values = {f.name: getattr(resolved, f.name) for f in fields(Settings)}
+    values.update({name: value for name, value in overrides.items() if value is not None})
+    for name in ("data_dir", "dbt_project_dir"):
+        if values[name] is not None:
+            values[name] = Path(values[name])
+    for name in _SECRETS:
+        if values[name] is not None:
+            values[name] = str(values[name])
     return Settings(**values).check()
-
-
-def _cast(name: str, raw: Any) -> Any:
-    if not isinstance(raw, str):
-        return Path(raw) if name == "data_dir" else raw
-    default = getattr(Settings(), name)
-    if name == "data_dir":
-        return Path(raw)
-    if isinstance(default, bool):
-        return str(raw).lower() in ("1", "true", "yes")
-    if isinstance(default, int) and not isinstance(default, bool):
-        return int(raw)
-    if isinstance(default, float) or name in ("request_timeout", "backoff_factor", "max_retry_delay"):
-        return float(raw)
-    if name == "max_attempts":
-        return int(raw)
-    return str(raw)
 
 
 __all__ = ["DEFAULT_API_URL", "DEFAULT_LOOKBACK_S", "Settings", "load_settings"]

@@ -31,7 +31,7 @@ from .client import client_for
 from .cursor import CursorState, Start
 from .paginator import PageMark, SearchAfterPaginator, fetch_pages
 from .records import EVENTS_COLUMNS, QUARANTINE_COLUMNS, build_page
-from .settings import Settings
+from .settings import Settings, load_settings
 from .versions import StoredVersions, latest_served, newer
 
 
@@ -286,7 +286,7 @@ def _flush(
 
 @dlt.source(name="covage", max_table_nesting=0)
 def covage_source(
-    settings: Settings,
+    settings: Settings | None = None,
     object_type: str | None = None,
     object_uuid: str | None = None,
     since: datetime | None = None,
@@ -294,10 +294,15 @@ def covage_source(
     stats: RunStats | None = None,
     on_page: Callable[[RunStats], None] | None = None,
 ):
-    """Events of the Covage API. `settings` comes from `covage_pipeline.settings.load_settings()`,
-    which reads dlt's config and secrets; `object_type`/`object_uuid` scope a run to one object
-    (the cursor is untouched), `since` re-reads from a date. `max_pages` ends a load after that
-    many pages (the next load resumes there); `stats` and `on_page` observe progress."""
+    """Events of the Covage API, for `covage ingest` or any dlt pipeline of yours:
+
+        dlt.pipeline("covage", destination="duckdb", dataset_name="covage_raw").run(covage_source())
+
+    `settings` default to `load_settings()`: dlt's config and secrets under `[sources.covage]`
+    (`api_url`, `api_token`, ...) or the `COVAGE_*` variables. `object_type`/`object_uuid` scope a
+    run to one object (the cursor is untouched), `since` re-reads from a date. `max_pages` ends a
+    load after that many pages (the next run resumes there); `stats` and `on_page` observe progress."""
+    settings = settings or load_settings()
     # Two tables from one pass over the pages: each yield carries its own table's hints, so the
     # quarantine table does not inherit the events table's key and not-null columns.
     return dlt.resource(events, name="events")(

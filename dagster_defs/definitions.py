@@ -5,7 +5,6 @@ defaults: the emulator's URL, the DuckDB file under ./data). Schedules are off u
 COVAGE_SCHEDULES=on; the alert sensor is on.
 """
 
-import os
 from datetime import timedelta
 
 import dagster as dg
@@ -24,10 +23,6 @@ INGEST_JOB = "ingest_and_build"
 DAILY_JOB = "daily_full_build"
 
 
-def _on(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "on", "true", "yes")
-
-
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     project = dbt_project(settings)
@@ -36,7 +31,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     marts = [key for key in dbt_assets.keys if key.path[0] == "marts"]
     publish = build_publish_asset(settings, marts)
     reports = build_reports_asset(settings)
-    freshness = timedelta(minutes=float(os.environ.get("COVAGE_FRESHNESS_MINUTES", "60")))
+    freshness = timedelta(minutes=settings.freshness_minutes)
 
     # everything that depends on new events: the load, the report archive, the models, the copy.
     # In one process, step after step: a step process of its own costs each step the import of
@@ -58,12 +53,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         description="Rebuild every model from scratch (incremental ones included), publish the marts.",
     )
     prune_job = build_prune_job(settings.retention_days)
-    status = dg.DefaultScheduleStatus.RUNNING if _on("COVAGE_SCHEDULES") else dg.DefaultScheduleStatus.STOPPED
+    status = dg.DefaultScheduleStatus.RUNNING if settings.schedules else dg.DefaultScheduleStatus.STOPPED
     schedules = [
         single_flight_schedule(
             "ingest_every_5_minutes",
             ingest_job,
-            os.environ.get("COVAGE_INGEST_CRON", "*/5 * * * *"),
+            settings.ingest_cron,
             status,
             "Every five minutes (COVAGE_INGEST_CRON), as the reference recommends polling: ingest what is new, "
             "rebuild the models, publish the marts. Skipped while a run of the job is queued or running.",
@@ -71,7 +66,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         single_flight_schedule(
             "daily_full_build",
             daily_job,
-            os.environ.get("COVAGE_DAILY_CRON", "0 3 * * *"),
+            settings.daily_cron,
             status,
             "Every night (COVAGE_DAILY_CRON, default 03:00): every model rebuilt from all events, so a fix in "
             "the models reaches the events already built. Skipped while a run of the job is queued or running.",
@@ -95,9 +90,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
     def support_alerts(context: dg.SensorEvaluationContext, asset_event) -> dg.SkipReason:
         new = alerts.record_new(settings, alerts.current_alerts(settings))
-        counts = alerts.deliver(
-            settings, alerts.pending(settings), os.environ.get("COVAGE_ALERT_WEBHOOK_URL"), context.log
-        )
+        counts = alerts.deliver(settings, alerts.pending(settings), settings.alert_webhook_url, context.log)
         return dg.SkipReason(f"{len(new)} new alerts; delivery: {counts or 'nothing pending'}")
 
     return dg.Definitions(

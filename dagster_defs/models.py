@@ -16,7 +16,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from covage_pipeline.headlines import headline_figures
-from covage_pipeline.models import SQL_DIR, dbt_env, prepare_manifest
+from covage_pipeline.models import dbt_env, prepare_manifest
 from covage_pipeline.publish import analysts_path, publish_marts
 from covage_pipeline.settings import Settings
 from covage_pipeline.warehouse import query
@@ -54,7 +54,8 @@ def dbt_project(settings: Settings) -> DbtProject:
     """The project in sql/, its manifest parsed when missing or older than the SQL (about 6 s)."""
     os.environ.update(dbt_env(settings))
     prepare_manifest(settings)
-    return DbtProject(project_dir=SQL_DIR, profiles_dir=SQL_DIR, target=settings.destination)
+    project = settings.dbt_project
+    return DbtProject(project_dir=project, profiles_dir=project, target=settings.destination)
 
 
 def dbt_resource(settings: Settings, project: DbtProject) -> DbtCliResource:

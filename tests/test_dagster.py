@@ -128,6 +128,12 @@ def test_schedules_target_their_jobs_and_are_off_by_default(setup, monkeypatch):
     assert len(requests) == 1 and requests[0].job_name in (None, INGEST_JOB)
     monkeypatch.setenv("COVAGE_SCHEDULES", "on")
     monkeypatch.setenv("COVAGE_INGEST_CRON", "*/10 * * * *")
+    from dataclasses import replace
+
+    from covage_pipeline.settings import load_settings
+
+    resolved = load_settings()  # the variables, read the way every setting is
+    settings = replace(settings, schedules=resolved.schedules, ingest_cron=resolved.ingest_cron)
     turned_on = build_definitions(settings).resolve_schedule_def("ingest_every_5_minutes")
     assert turned_on.default_status == dg.DefaultScheduleStatus.RUNNING
     assert turned_on.cron_schedule == "*/10 * * * *"
@@ -142,9 +148,14 @@ def test_the_daily_build_rebuilds_incremental_models_from_scratch(setup):
     con.execute("update main_staging.stg_events set event_type = 'built-by-an-older-version' where event_uuid in "
                 "(select event_uuid from main_staging.stg_events order by event_uuid limit 3)")  # fmt: skip
     con.close()
-    from covage_pipeline.models import build
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    assert build(settings, "stg_events").success  # an incremental build of it
+    env = {**os.environ, "COVAGE_DATA_DIR": str(settings.data_dir)}
+    covage = str(Path(sys.executable).with_name("covage"))
+    built = subprocess.run([covage, "build", "--select", "stg_events"], env=env, capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout  # an incremental build of it
     stale = "select count(*) as n from main_staging.stg_events where event_type = 'built-by-an-older-version'"
     assert query(settings, stale)[0]["n"] == 3  # an incremental build leaves it
     daily = defs.resolve_job_def(DAILY_JOB).execute_in_process(instance=instance)
@@ -204,9 +215,12 @@ def _inject(emu, order_uuid: str, ref: str) -> list[dict]:
 
 
 def test_alerts_are_raised_once_and_posted(setup, webhook, monkeypatch):
-    emu, settings, defs, instance = setup
+    from dataclasses import replace
+
+    emu, settings, _, instance = setup
     url, receiver = webhook
-    monkeypatch.setenv("COVAGE_ALERT_WEBHOOK_URL", url)
+    settings = replace(settings, alert_webhook_url=url)  # COVAGE_ALERT_WEBHOOK_URL
+    defs = build_definitions(settings)
     job = defs.resolve_job_def(INGEST_JOB)
     sensor = defs.resolve_sensor_def("support_alerts")
 

@@ -444,9 +444,10 @@ def test_late_visibility_shows_an_event_after_later_created_ones(emulator_factor
     emu = emulator_factory(late_share=0.3, late_window_s=600.0, orders=200, history_days=5.0, orders_per_day=400.0)
     store = emu.store
     hidden = []
-    for _ in range(20):  # move through busy hours until some event is created but not yet listed
+    for _ in range(20):  # move through busy hours until an event is hidden behind a later, listed one
         now = store.advance(3600)
-        hidden = [ev for ev in store._events if ev.creation_us <= now < ev.visible_us]
+        newest_listed = max(ev.creation_us for ev in store._events if ev.visible_us <= now)
+        hidden = [ev for ev in store._events if ev.creation_us < newest_listed and now < ev.visible_us]
         if hidden:
             break
     assert hidden, "some events created before now are not visible yet"

@@ -126,8 +126,7 @@ def test_the_manifest_is_parsed_only_when_the_project_changed(tmp_path, monkeypa
 
     project = tmp_path / "sql"
     shutil.copytree(models.SQL_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
-    monkeypatch.setattr(models, "SQL_DIR", project)
-    settings = load_settings(data_dir=tmp_path / "data")
+    settings = load_settings(data_dir=tmp_path / "data", dbt_project_dir=project)
 
     manifest = models.prepare_manifest(settings)
     assert manifest == project / "target" / "manifest.json" and manifest.exists()

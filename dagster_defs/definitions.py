@@ -10,9 +10,9 @@ from datetime import timedelta
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
+from covage_pipeline import alerts
 from covage_pipeline.settings import Settings, load_settings
 
-from . import alerts
 from .ingestion import EVENTS_KEY, build_ingestion_assets, build_ingestion_checks
 from .models import ANALYSTS_COPY_KEY, BuildConfig, build_dbt_assets, build_publish_asset, dbt_project, dbt_resource
 from .operations import build_prune_job, single_flight_schedule
@@ -39,7 +39,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     # one writer anyway.
     ingest_job = dg.define_asset_job(
         INGEST_JOB,
-        selection=dg.AssetSelection.assets(EVENTS_KEY).downstream(),
+        # (and what the models read besides the events: the event catalogue)
+        selection=dg.AssetSelection.assets(EVENTS_KEY).downstream().upstream(),
         tags=WAREHOUSE_TAGS,
         executor_def=dg.in_process_executor,
         description="Ingest new events, rebuild the models that depend on them, publish the marts.",
@@ -90,7 +91,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
     def support_alerts(context: dg.SensorEvaluationContext, asset_event) -> dg.SkipReason:
         new = alerts.record_new(settings, alerts.current_alerts(settings))
-        counts = alerts.deliver(settings, alerts.pending(settings), settings.alert_webhook_url, context.log)
+        counts = alerts.deliver(settings, alerts.pending(settings), context.log)
         return dg.SkipReason(f"{len(new)} new alerts; delivery: {counts or 'nothing pending'}")
 
     return dg.Definitions(

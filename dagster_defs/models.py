@@ -33,18 +33,22 @@ CHARTED = {"order_lifecycle_durations", "rejection_stats"}
 KEEP_TARGET_FOLDERS = 5
 
 
+def _layer(dbt_resource_props: Mapping[str, Any]) -> str | None:
+    """staging, intermediate or marts for a model; staging for the seed (the event catalogue)."""
+    kind = dbt_resource_props["resource_type"]
+    return "staging" if kind == "seed" else dbt_resource_props["fqn"][1] if kind == "model" else None
+
+
 class CovageDbtTranslator(DagsterDbtTranslator):
-    """Models keyed by layer (`staging/stg_events`, `marts/orders`) and grouped by it."""
+    """Models and seeds keyed by layer (`staging/stg_events`, `marts/orders`) and grouped by it."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        if dbt_resource_props["resource_type"] == "model":
-            return dg.AssetKey([dbt_resource_props["fqn"][1], dbt_resource_props["name"]])
+        if layer := _layer(dbt_resource_props):
+            return dg.AssetKey([layer, dbt_resource_props["name"]])
         return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        if dbt_resource_props["resource_type"] == "model":
-            return dbt_resource_props["fqn"][1]  # staging or marts
-        return super().get_group_name(dbt_resource_props)
+        return _layer(dbt_resource_props) or super().get_group_name(dbt_resource_props)
 
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         return OWNERS

@@ -14,10 +14,10 @@ import dagster as dg
 import duckdb
 import pytest
 
+from covage_pipeline import alerts as alerts_module
 from covage_pipeline.models import SQL_DIR
 from covage_pipeline.publish import analysts_path
 from covage_pipeline.warehouse import query
-from dagster_defs import alerts as alerts_module
 from dagster_defs import build_definitions
 from dagster_defs.definitions import DAILY_JOB, INGEST_JOB
 from dagster_defs.ingestion import EVENTS_KEY
@@ -49,8 +49,9 @@ def test_definitions_load_as_one_connected_lineage(setup):
     marts = {k for k in keys if k.path[0] == "marts"}
     assert len(marts) >= 17 and EVENTS_KEY in keys
     downstream = dg.AssetSelection.assets(EVENTS_KEY).downstream().resolve(graph)
-    assert downstream == keys, keys - downstream  # the API feeds every asset, nothing floats apart
-    assert graph.get(dg.AssetKey(["staging", "stg_events"])).parent_keys == {EVENTS_KEY}
+    catalogue = dg.AssetKey(["staging", "event_types"])  # the seed: the models' other input
+    assert keys - downstream == {catalogue}  # the API feeds every other asset, nothing floats apart
+    assert graph.get(dg.AssetKey(["staging", "stg_events"])).parent_keys == {EVENTS_KEY, catalogue}
     assert graph.get(EVENTS_KEY).group_name == "ingestion"
     assert {graph.get(k).group_name for k in marts} == {"marts"}
     checks = {key.name for key in graph.asset_check_keys}

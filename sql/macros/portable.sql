@@ -122,3 +122,16 @@
 {% macro postgres__text_order(column) -%}
     {{ column }} collate "C"
 {%- endmacro %}
+
+{#- A number as text with one decimal (`12.3`), for messages. -#}
+{% macro one_decimal(value) -%}
+    {{ return(adapter.dispatch('one_decimal', 'covage')(value)) }}
+{%- endmacro %}
+
+{% macro default__one_decimal(value) -%}
+    printf('%.1f', {{ value }})
+{%- endmacro %}
+
+{% macro postgres__one_decimal(value) -%}
+    to_char({{ value }}, 'FM999999990.0')
+{%- endmacro %}

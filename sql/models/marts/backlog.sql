@@ -20,17 +20,14 @@ as_of as (
 
 stages as (
 
+    -- the latest event that moved the order (messages, reports and unknown types do not)
     select
         object_uuid as order_uuid,
         event_type,
         business_time,
-        row_number() over (
-            partition by object_uuid order by business_time desc, creation_date desc, event_uuid desc
-        ) as recency
-    from {{ ref('stg_events') }}
-    where object_type = 'order'
-        and not is_unknown_type
-        and event_type not in {{ non_lifecycle_event_types() }}
+        row_number() over (partition by object_uuid order by step desc) as recency
+    from {{ ref('int_object_events') }}
+    where object_type = 'order' and in_lifecycle
 
 )
 

@@ -13,12 +13,10 @@ events as (
 
     select
         events.*,
-        orders.submitted_at,
-        orders.status_since,
-        orders.is_final
+        coalesce(flags.is_before_submission, false) as is_before_submission,
+        coalesce(flags.is_after_final, false) as is_after_final
     from {{ ref('stg_events') }} as events
-    left join {{ ref('orders') }} as orders
-        on events.object_type = 'order' and events.object_uuid = orders.order_uuid
+    left join {{ ref('int_order_event_flags') }} as flags on events.event_uuid = flags.event_uuid
 
 ),
 
@@ -35,9 +33,9 @@ issues as (
     union all
     select event_uuid, 'event_date_after_creation' from events where is_event_date_after_creation
     union all
-    select event_uuid, 'before_submission' from events where business_time < submitted_at
+    select event_uuid, 'before_submission' from events where is_before_submission
     union all
-    select event_uuid, 'after_final_state' from events where is_final and business_time > status_since
+    select event_uuid, 'after_final_state' from events where is_after_final
 
 )
 

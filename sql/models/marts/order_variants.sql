@@ -9,13 +9,9 @@ steps as (
     select
         object_uuid as order_uuid,
         replace(event_type, 'order-', '') as step,
-        business_time,
-        creation_date,
-        event_uuid
-    from {{ ref('stg_events') }}
-    where object_type = 'order'
-        and not is_unknown_type
-        and event_type not in {{ non_lifecycle_event_types() }}
+        step as position
+    from {{ ref('int_object_events') }}
+    where object_type = 'order' and in_lifecycle
 
 ),
 
@@ -23,7 +19,7 @@ variants as (
 
     select
         order_uuid,
-        string_agg(step, ' > ' order by business_time, creation_date, event_uuid) as variant,
+        string_agg(step, ' > ' order by position) as variant,
         count(*) as steps
     from steps
     group by order_uuid

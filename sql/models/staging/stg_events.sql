@@ -35,8 +35,8 @@ renamed as (
 
     select
         -- ids
-        event_uuid,
-        object_type,
+        deduplicated.event_uuid,
+        deduplicated.object_type,
         object_uuid,
         type as event_type,
 
@@ -51,20 +51,7 @@ renamed as (
         coalesce(event_date > creation_date, false) as is_event_date_after_creation,
 
         -- flags
-        type not in (
-            'order-submitted', 'order-dropped', 'order-acknowledged', 'order-running', 'order-rejected',
-            'order-localloop-saturation', 'order-localloop-desaturation-planned',
-            'order-localloop-desaturation-quote-emitted', 'order-localloop-desaturation-quote-accepted',
-            'order-network-saturation', 'order-network-desaturation-planned', 'order-requalified',
-            'order-appointment-confirmed', 'order-appointment-declined', 'order-appointment-missed',
-            'order-appointment-agreed', 'order-appointment-deferred', 'order-sensibleaccess',
-            'order-sensibleaccess-orderconfirmed', 'order-delayed', 'order-delayed-orderconfirmed',
-            'order-information-from-provider', 'order-on-site-intervention-succeeded',
-            'order-on-site-intervention-failed', 'order-cancelled', 'order-info', 'order-completed',
-            'order-cri',
-            'service-activated', 'service-terminated', 'service-modified', 'service-slammed',
-            'service-updated', 'service-info'
-        ) and not {{ is_report_payload('data') }} as is_unknown_type,
+        catalogue.event_type is null and not {{ is_report_payload('data') }} as is_unknown_type,
         -- an intervention report (CRI), recognised by its payload whatever its type
         {{ is_report_payload('data') }} as is_report,
 
@@ -95,6 +82,8 @@ renamed as (
         _dlt_load_id
 
     from deduplicated
+    -- the catalogue of documented types (seed event_types): any other type is kept, flagged unknown
+    left join {{ ref('event_types') }} as catalogue on deduplicated.type = catalogue.event_type
 
 )
 

@@ -1,36 +1,27 @@
 """Support alerts: one per new rejection, saturation, missed appointment, failed intervention and
-order newly stuck, raised after each publication of the marts, recorded once, then delivered.
+order newly stuck (the mart `alert_candidates` says which), recorded once, then delivered.
 
 Recorded in their own DuckDB file (`<data dir>/alerts/alerts.duckdb`, never the warehouse: a
 sensor must not wait on the pipeline's writer lock), keyed so that a rerun never repeats one. The
 first evaluation records the history as a baseline without delivering it: alerts are for what is
-new. Delivery: the Dagster log always; a webhook (JSON POST) when COVAGE_ALERT_WEBHOOK_URL is set,
-retried a few times with a short timeout, failures recorded and retried on later ticks. It never
-raises into the pipeline.
+new. Delivery: a log always; a webhook (JSON POST) when COVAGE_ALERT_WEBHOOK_URL is set, through
+dlt's retrying HTTP client, failures recorded and retried on later evaluations. It never raises
+into the pipeline.
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
-import httpx
 
-from covage_pipeline.publish import analysts_path
-from covage_pipeline.settings import Settings
-from covage_pipeline.warehouse import query, read_only_rows
+from .publish import analysts_path
+from .settings import Settings
+from .warehouse import query, read_only_rows
 
-EVENT_ALERTS = {
-    "order-rejected": "rejection",
-    "order-localloop-saturation": "saturation",
-    "order-network-saturation": "saturation",
-    "order-appointment-missed": "missed_appointment",
-    "order-on-site-intervention-failed": "failed_intervention",
-}
 MAX_ATTEMPTS = 5
 
 SCHEMA = """
@@ -85,51 +76,13 @@ def _marts_rows(settings: Settings, sql_on_marts: str) -> list[dict]:
 
 def current_alerts(settings: Settings) -> list[Alert]:
     """Every situation that deserves an alert, in the marts as they are now."""
-    types = ", ".join(f"'{t}'" for t in EVENT_ALERTS)
-    events = _marts_rows(
-        settings,
-        "select object_uuid, kosc_order_ref, event_uuid, event_type, business_time, summary "
-        f"from {{marts}}.object_history where object_type = 'order' and event_type in ({types})",
-    )
-    alerts = [
-        Alert(
-            alert_id=f"{EVENT_ALERTS[e['event_type']]}:{e['event_uuid']}",
-            kind=EVENT_ALERTS[e["event_type"]],
-            order_uuid=e["object_uuid"],
-            kosc_order_ref=e["kosc_order_ref"],
-            event_uuid=e["event_uuid"],
-            occurred_at=e["business_time"],
-            message=f"{e['event_type']} on order {e['kosc_order_ref'] or e['object_uuid']}"
-            + (f": {e['summary']}" if e["summary"] else ""),
-        )
-        for e in events
-    ]
-    stuck = _marts_rows(
-        settings,
-        "select order_uuid, kosc_order_ref, current_stage, last_event_at, days_since_last_event "
-        "from {marts}.backlog where is_stuck",
-    )
-    alerts += [
-        Alert(
-            # once per stuck spell: a new event and a new silence make a new alert
-            alert_id=f"stuck:{s['order_uuid']}:{s['last_event_at']}",
-            kind="stuck_order",
-            order_uuid=s["order_uuid"],
-            kosc_order_ref=s["kosc_order_ref"],
-            event_uuid=None,
-            occurred_at=s["last_event_at"],
-            message=(
-                f"order {s['kosc_order_ref'] or s['order_uuid']} stuck at {s['current_stage']}: "
-                f"no event for {float(s['days_since_last_event']):.1f} days"
-            ),
-        )
-        for s in stuck
-    ]
-    return alerts
+    columns = ", ".join(f.name for f in fields(Alert))
+    rows = _marts_rows(settings, f"select {columns} from {{marts}}.alert_candidates order by occurred_at, alert_id")
+    return [Alert(**row) for row in rows]
 
 
 def _fields(a: Alert) -> tuple:
-    return (a.alert_id, a.kind, a.order_uuid, a.kosc_order_ref, a.event_uuid, a.occurred_at, a.message)
+    return tuple(getattr(a, f.name) for f in fields(Alert))
 
 
 def record_new(settings: Settings, alerts: list[Alert]) -> list[Alert]:
@@ -169,27 +122,27 @@ def pending(settings: Settings) -> list[Alert]:
     return [Alert(*row) for row in rows]
 
 
-def deliver(settings: Settings, alerts: list[Alert], webhook_url: str | None, log) -> dict[str, int]:
+def deliver(settings: Settings, alerts: list[Alert], log) -> dict[str, int]:
     """Logs each alert, posts it to the webhook if one is set; records the outcome of each."""
+    from dlt.sources.helpers.requests import Client
+    from requests.exceptions import HTTPError, RequestException
+
+    url = settings.alert_webhook_url
+    # dlt's retrying client: 429 and 5xx, timeouts and dropped connections retried with backoff
+    session = Client(request_timeout=5.0, request_max_attempts=3, request_backoff_factor=0.2).session
     outcome: dict[str, tuple[str, str | None]] = {}
-    with httpx.Client(timeout=5.0) as client:
-        for alert in alerts:
-            log.warning(f"[covage alert] {alert.kind}: {alert.message}")
-            if not webhook_url:
-                outcome[alert.alert_id] = ("logged", None)
-                continue
-            error = None
-            for attempt in range(3):
-                try:
-                    client.post(webhook_url, json=alert.payload()).raise_for_status()
-                    error = None
-                    break
-                except httpx.HTTPStatusError as exc:  # the URL may hold a secret: never recorded
-                    error = f"HTTP {exc.response.status_code}"
-                except httpx.HTTPError as exc:
-                    error = type(exc).__name__
-                    time.sleep(0.2 * 2**attempt)
-            outcome[alert.alert_id] = ("failed", error) if error else ("delivered", None)
+    for alert in alerts:
+        log.warning(f"[covage alert] {alert.kind}: {alert.message}")
+        if not url:
+            outcome[alert.alert_id] = ("logged", None)
+            continue
+        try:
+            session.post(url, json=alert.payload()).raise_for_status()
+            outcome[alert.alert_id] = ("delivered", None)
+        except HTTPError as exc:  # the URL may hold a secret: never recorded
+            outcome[alert.alert_id] = ("failed", f"HTTP {exc.response.status_code}")
+        except RequestException as exc:
+            outcome[alert.alert_id] = ("failed", type(exc).__name__)
     if not outcome:
         return {}
     con = duckdb.connect(str(alerts_path(settings)))

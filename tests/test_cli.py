@@ -139,7 +139,7 @@ def test_demo_serves_ingests_and_summarises(tmp_path):
         assert con.execute("select count(*) from marts.orders").fetchone()[0] > 0
     # ends with the headline figures, read from the marts just built
     assert "Headline figures" in result.stdout
-    for label in ("median lead time", "rejection rate", "saturated", "missed rate", "open orders / stuck"):
+    for label in ("median lead time", "rejection rate", "saturated", "missed rate", "open orders", "stuck"):
         assert label in result.stdout, label
     assert "n/a" not in result.stdout.split("Headline figures")[1].split("Delivery")[0]
 

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import duckdb
 
-from .publish import analysts_path
 from .settings import Settings
-from .warehouse import query, read_only_rows
+from .warehouse import marts_rows
 
 MAX_ATTEMPTS = 5
 
@@ -67,17 +66,10 @@ def alerts_path(settings: Settings) -> Path:
     return settings.data_dir / "alerts" / "alerts.duckdb"
 
 
-def _marts_rows(settings: Settings, sql_on_marts: str) -> list[dict]:
-    """Reads the analysts' copy on DuckDB (never the warehouse: no lock), the marts on PostgreSQL."""
-    if settings.destination == "duckdb":
-        return read_only_rows(analysts_path(settings), sql_on_marts.replace("{marts}", "marts"))
-    return query(settings, sql_on_marts.replace("{marts}", settings.marts_schema))
-
-
 def current_alerts(settings: Settings) -> list[Alert]:
     """Every situation that deserves an alert, in the marts as they are now."""
     columns = ", ".join(f.name for f in fields(Alert))
-    rows = _marts_rows(settings, f"select {columns} from {{marts}}.alert_candidates order by occurred_at, alert_id")
+    rows = marts_rows(settings, f"select {columns} from {{marts}}.alert_candidates order by occurred_at, alert_id")
     return [Alert(**row) for row in rows]
 
 

@@ -577,73 +577,77 @@ def events_get(
 
 @app.command("history")
 def history(
-    object_uuid: Annotated[str, typer.Argument(help="An order's or a service's uuid.")],
+    key: Annotated[str, typer.Argument(help="An order's or a service's uuid, or an order reference (O260728_00276).")],
     live: Annotated[
-        bool, typer.Option("--live", help="Ask the API (object filters) instead of the warehouse.")
+        bool, typer.Option("--live", help="Ask the API for the object's events now instead of the warehouse.")
     ] = False,
 ) -> None:
-    """The timeline of one order or service, ordered by business time (event_date, else creation_date)."""
-    settings = _settings()
-    if live:
-        rows = _live_timeline(settings, object_uuid)
-    else:
-        from .warehouse import WarehouseMissing, timeline
+    """The story of one order or service, step by step, from the warehouse's marts.
 
-        try:
-            rows = timeline(settings, object_uuid)
-        except WarehouseMissing as exc:
-            console.print(f"[red]{exc}[/]")
-            raise typer.Exit(1) from None
+    Steps follow business time (event_date, else creation_date); each says what happened in
+    words. With --live, the events the API lists for the object now (a uuid only), in the order it
+    lists them, each with what its type means.
+    """
+    from .warehouse import WarehouseMissing, timeline
+
+    settings = _settings()
+    try:
+        rows = _live_timeline(settings, key) if live else timeline(settings, key)
+    except WarehouseMissing as exc:
+        _fail(exc)
     if not rows:
-        console.print(f"No events for {object_uuid}" + (" at the API." if live else " in the warehouse (try --live)."))
+        console.print(f"No events for {key}" + (" at the API." if live else " in the warehouse (try --live)."))
         raise typer.Exit(1)
-    table = Table(title=f"History of {object_uuid} ({len(rows)} events, {'API' if live else 'warehouse'})")
-    for col in ("business time", "type", "detail", "event_uuid"):
-        table.add_column(col)
+    for obj in sorted({r["object_uuid"] for r in rows}):
+        console.print(f"[bold]{obj}[/]")
+    source = "the API, as listed" if live else "the warehouse"
+    table = Table(title=f"{_count(len(rows), 'event')} ({source})", expand=False)
+    table.add_column("#", justify="right")
+    table.add_column("business time" if not live else "created", no_wrap=True)
+    table.add_column("event", overflow="fold")
+    table.add_column("what happened", overflow="fold")
     for r in rows:
-        when = str(r["business_time"]) + (" *" if r.get("event_date_fallback") else "")
-        table.add_row(when, r["type"], str(r["detail"] or ""), r["event_uuid"])
+        when = f"{r['business_time']:%Y-%m-%d %H:%M}" + (" *" if r.get("is_event_date_fallback") else "")
+        what = (r["summary"] or "") + f"\n[dim]{r['event_uuid']}[/]"
+        table.add_row(str(r["step"]), when, r["event_type"].removeprefix("order-"), what)
     console.print(table)
-    if any(r.get("event_date_fallback") for r in rows):
+    if any(r.get("is_event_date_fallback") for r in rows):
         console.print("* event_date unreadable: creation_date shown instead")
 
 
-def _live_timeline(settings, object_uuid: str) -> list[dict]:
-    import orjson
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
+
+def _live_timeline(settings, object_uuid: str) -> list[dict]:
+    """The object's events as the API lists them now, through the ingestion's own paging."""
+    from .catalogue import event_types
+    from .client import client_for
     from .cursor import Start
-    from .paginator import SearchAfterPaginator
+    from .paginator import SearchAfterPaginator, fetch_pages
     from .records import build_page
 
-    client = _api_client(settings)
     paginator = SearchAfterPaginator(Start(None, None), settings.page_size, settings.max_page_size)
-    seen: dict[str, dict] = {}
     params = {"sort": "creation_date", "direction": "asc", "object_uuid": object_uuid}
-    for items in client.paginate("/api/events/", params=params, paginator=paginator):
+    catalogue = event_types(settings.dbt_project)
+    seen: dict[str, dict] = {}
+    for items, _ in fetch_pages(client_for(settings), params, paginator):
         for row in build_page(items).table.to_pylist():
             seen[row["event_uuid"]] = row
     rows = []
-    for r in seen.values():
-        data = orjson.loads(r["data"]) if r["data"] else {}
-        detail = next(
-            (
-                str(data[k])
-                for k in ("kosc_order_ref", "reject_code", "reason", "start_date", "message", "service_uuid")
-                if data.get(k)
-            ),
-            "",
-        )
+    for step, row in enumerate(seen.values(), start=1):
+        known = catalogue.get(row["type"])
         rows.append(
             {
-                "business_time": r["event_date"] or r["creation_date"],
-                "event_date_fallback": r["event_date"] is None,
-                "creation_date": r["creation_date"],
-                "type": r["type"],
-                "event_uuid": r["event_uuid"],
-                "detail": detail,
+                "object_uuid": row["object_uuid"],
+                "step": step,
+                "business_time": row["creation_date"],
+                "event_type": row["type"],
+                "summary": known.description if known else "a type the catalogue does not know",
+                "event_uuid": row["event_uuid"],
             }
         )
-    return sorted(rows, key=lambda r: (r["business_time"], r["creation_date"], r["event_uuid"]))
+    return rows
 
 
 @app.command("order-info")

@@ -1,6 +1,6 @@
-"""Read-only questions to the warehouse that the CLI asks (an object's timeline, the last message
-on an order), on DuckDB or PostgreSQL. Opens the DuckDB file read-only and briefly: never holds
-the writer's lock.
+"""Read-only questions to the warehouse and the marts (an object's timeline, the last message on an
+order), on DuckDB or PostgreSQL. Opens DuckDB files read-only and briefly: never holds the
+writer's lock.
 """
 
 from __future__ import annotations
@@ -11,28 +11,6 @@ from datetime import datetime
 import duckdb
 
 from .settings import Settings
-
-# One line per event: when, what, and the payload fields an operator looks at first.
-_TIMELINE = """
-select
-    coalesce(event_date, creation_date) as business_time,
-    event_date is null as event_date_fallback,
-    creation_date,
-    type,
-    event_uuid,
-    coalesce(
-        data->>'kosc_order_ref',
-        nullif(concat_ws(' / ', data->>'reject_code', data->>'reject_subcode', data->>'reject_reason'), ''),
-        data->>'reason',
-        nullif(concat_ws(' -> ', data->>'start_date', data->>'end_date'), ''),
-        data->>'message',
-        data->>'desaturation_type',
-        data->>'service_uuid'
-    ) as detail
-from {table}
-where object_uuid = ?
-order by business_time, creation_date, event_uuid
-"""
 
 
 class WarehouseMissing(RuntimeError):
@@ -102,8 +80,29 @@ def read_only_rows(path, sql: str, params: list | None = None) -> list[dict]:
         con.close()
 
 
-def timeline(settings: Settings, object_uuid: str) -> list[dict]:
-    return query(settings, _TIMELINE.format(table=_events(settings)), [object_uuid])
+def marts_rows(settings: Settings, sql_on_marts: str, params: list | None = None) -> list[dict]:
+    """Rows of a query on the marts (`{marts}` in the SQL): the analysts' copy on DuckDB (a reader
+    never waits for the pipeline's writer lock), the marts schema elsewhere."""
+    if settings.destination == "duckdb":
+        from .publish import analysts_path
+
+        path = analysts_path(settings)
+        if not path.exists():
+            raise WarehouseMissing(f"No analysts' copy of the marts at {path} yet: run `covage build` first.")
+        return read_only_rows(path, sql_on_marts.replace("{marts}", "marts"), params)
+    return query(settings, sql_on_marts.replace("{marts}", settings.marts_schema), params)
+
+
+def timeline(settings: Settings, key: str) -> list[dict]:
+    """The story of one order or service, by its uuid or its order reference (`kosc_order_ref`),
+    step by step, from the mart object_history (where events are ordered and described)."""
+    return marts_rows(
+        settings,
+        "select object_uuid, kosc_order_ref, step, business_time, event_type, summary, event_uuid, "
+        "is_event_date_fallback from {marts}.object_history where object_uuid = ? or kosc_order_ref = ? "
+        "order by object_uuid, step",
+        [key, key],
+    )
 
 
 def last_info_message(settings: Settings, order_uuid: str) -> datetime | None:

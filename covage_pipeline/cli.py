@@ -10,8 +10,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import time
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -348,31 +346,27 @@ def build_command(
 
 
 def build_and_publish(settings: Settings, select: str | None = None, *, full_refresh: bool = False) -> None:
-    """dbt build with a one-line summary; then, on DuckDB and for a whole build, the analysts' copy."""
-    from .models import build
+    """`covage build`'s work (models.build_and_publish), told as it goes."""
+    from .models import build_and_publish as run
 
-    started = time.perf_counter()
-    result = build(settings, select, full_refresh=full_refresh, on_wait=console.print)
-    counts = Counter(result.statuses.values())
-    passed = counts.get("pass", 0) + counts.get("success", 0)
-    detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    done = run(settings, select, full_refresh=full_refresh, on_wait=console.print)
+    result = done.build
+    detail = ", ".join(f"{n} {status}" for status, n in sorted(done.counts.items()))
     console.print(
-        f"dbt build: {passed} of {len(result.statuses)} models and tests passed ({detail}) "
-        f"in {time.perf_counter() - started:.1f} s"
+        f"dbt build: {done.passed} of {len(result.statuses)} models and tests passed ({detail}) "
+        f"in {done.build_seconds:.1f} s"
     )
     if not result.success:
         for node, status in result.failures.items():
             console.print(f"[red]{status}: {node}[/]")
         console.print(f"[red]{result.error}[/]")
         raise typer.Exit(1)
-    if settings.destination == "duckdb" and not select:
-        from .publish import analysts_path, publish_marts
+    if done.published is not None:
+        from .publish import analysts_path
 
-        started = time.perf_counter()
-        marts = publish_marts(settings)
         console.print(
-            f"Analysts' copy: {len(marts)} marts published to {analysts_path(settings)} "
-            f"in {time.perf_counter() - started:.1f} s (`covage sql` and the notebooks read it)."
+            f"Analysts' copy: {len(done.published)} marts published to {analysts_path(settings)} "
+            f"in {done.publish_seconds:.1f} s (`covage sql` and the notebooks read it)."
         )
 
 

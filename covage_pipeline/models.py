@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -173,3 +175,39 @@ def build(
 
 class _Locked(RuntimeError):
     """dbt could not open the warehouse: another process holds DuckDB's lock."""
+
+
+@dataclass
+class BuiltAndPublished:
+    build: BuildResult
+    build_seconds: float
+    published: dict[str, int] | None = None  # mart -> rows in the analysts' copy
+    publish_seconds: float = 0.0
+
+    @property
+    def counts(self) -> Counter:
+        return Counter(self.build.statuses.values())
+
+    @property
+    def passed(self) -> int:
+        return self.counts.get("pass", 0) + self.counts.get("success", 0)
+
+
+def build_and_publish(
+    settings: Settings,
+    select: str | None = None,
+    *,
+    full_refresh: bool = False,
+    on_wait: Callable[[str], None] | None = None,
+) -> BuiltAndPublished:
+    """`dbt build`, then, on DuckDB and for a whole successful build, the analysts' copy."""
+    from .publish import publish_marts
+
+    started = time.perf_counter()
+    result = build(settings, select, full_refresh=full_refresh, on_wait=on_wait)
+    done = BuiltAndPublished(result, time.perf_counter() - started)
+    if result.success and settings.destination == "duckdb" and not select:
+        started = time.perf_counter()
+        done.published = publish_marts(settings)
+        done.publish_seconds = time.perf_counter() - started
+    return done

@@ -15,20 +15,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import dlt
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
-from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from .client import CovageAPIError
 from .cursor import CursorState
+from .destinations import make_pipeline
 from .locking import WarehouseBusy, duckdb_lock_holder, retry_while_locked, writer_lock
 from .settings import Settings
 from .source import RunStats, covage_source
 
 if TYPE_CHECKING:
     from dlt.sources import DltSource
-
-PIPELINE_NAME = "covage"
 
 
 class IngestError(RuntimeError):
@@ -62,38 +59,6 @@ class IngestSummary:
             "events_in_table": self.events_in_table,
             "warehouse": self.warehouse,
         }
-
-
-def make_pipeline(settings: Settings) -> dlt.Pipeline:
-    settings.prepare_data_dir()
-    # Arrow rows get no _dlt_load_id unless asked; the dbt staging model reads only the loads it
-    # has not seen (incremental), so every row must carry its load id. A constant dictionary
-    # column: it costs next to nothing.
-    dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
-    # a loaded package keeps its job files (the rows, as parquet) unless told otherwise: a
-    # backfill would leave hundreds of MB behind, and every tick a little more
-    dlt.config["load.delete_completed_jobs"] = True
-    # DuckDB's default (80% of RAM) lets its cache grow with the table; a loader needs little
-    if settings.destination == "postgres":
-        credentials = PostgresCredentials(settings.resolved_postgres_url())
-        if credentials.password is None:  # trust or peer authentication: dlt requires the field
-            credentials.password = ""
-        destination = dlt.destinations.postgres(credentials=credentials)
-    elif settings.destination != "duckdb":
-        # motherduck, bigquery, snowflake: credentials from dlt's own config and secrets
-        # (DESTINATION__<NAME>__CREDENTIALS__...), as dlt documents for each
-        destination = getattr(dlt.destinations, settings.destination)()
-    else:
-        credentials = DuckDbCredentials(
-            str(settings.duckdb_path), global_config={"memory_limit": settings.duckdb_memory_limit}
-        )
-        destination = dlt.destinations.duckdb(credentials)
-    return dlt.pipeline(
-        pipeline_name=PIPELINE_NAME,
-        destination=destination,
-        dataset_name=settings.dataset,
-        pipelines_dir=str(settings.pipelines_dir),
-    )
 
 
 def resource_state(pipeline: dlt.Pipeline) -> dict:

@@ -225,7 +225,7 @@ def archive_reports(
 
     `recheck` downloads every file again: one that changed at the source is archived beside the
     old one, an unchanged one is not written again."""
-    from .pipeline import make_pipeline
+    from .destinations import make_pipeline
 
     events = pending_events(settings, retry_failed, recheck)
     archiver = Archiver(settings, after_links)

@@ -48,7 +48,7 @@ def query(settings: Settings, sql: str, params: list | None = None) -> list[dict
     statement = sql.replace("%", "%%").replace("?", "%s") if params else sql
     if settings.destination not in ("duckdb", "postgres"):
         # the other engines through dlt's own SQL client (their credentials are dlt's)
-        from .pipeline import make_pipeline
+        from .destinations import make_pipeline
 
         with make_pipeline(settings).sql_client() as client, client.execute_query(statement, *params) as cur:
             return _dicts(cur)

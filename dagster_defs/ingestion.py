@@ -11,7 +11,8 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
-from covage_pipeline.pipeline import IngestError, ingest, make_pipeline
+from covage_pipeline.destinations import make_pipeline
+from covage_pipeline.pipeline import IngestError, ingest
 from covage_pipeline.settings import Settings
 from covage_pipeline.source import covage_source
 from covage_pipeline.warehouse import query

@@ -405,3 +405,32 @@ def test_run_history_is_pruned_after_the_retention(setup):
     assert prune_history(instance, keep_days=0) == 3  # finished ones only
     left = {r.run_id for r in instance.get_runs()}
     assert running.run_id in left and not left & set(finished)
+
+
+def test_the_failure_paths_say_why_and_keep_the_analysts_copy(setup):
+    """An ingest that cannot reach the API fails the run with the reason; a failing dbt test
+    fails the build and the analysts' copy is not replaced by marts that did not pass."""
+    from dataclasses import replace
+
+    emu, settings, defs, instance = setup
+    job = defs.resolve_job_def(INGEST_JOB)
+    assert job.execute_in_process(instance=instance).success
+    copy = analysts_path(settings)
+    published = copy.stat().st_mtime_ns
+
+    unreachable = build_definitions(replace(settings, api_url="http://127.0.0.1:9", max_attempts=1))
+    failed = unreachable.resolve_job_def(INGEST_JOB).execute_in_process(instance=instance, raise_on_error=False)
+    assert not failed.success
+    failure = next(e for e in failed.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "Nothing answers at COVAGE_API_URL=http://127.0.0.1:9" in failure.step_failure_data.error.message
+
+    con = duckdb.connect(str(settings.duckdb_path))
+    table = f"{settings.dataset}.events"
+    con.execute(f"insert into {table} select * from {table} limit 1")  # breaks the source's unique test
+    con.close()
+    emu.store.advance(3600)
+    blocked = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert not blocked.success
+    materialized = {e.asset_key for e in blocked.get_asset_materialization_events()}
+    assert ANALYSTS_COPY_KEY not in materialized
+    assert copy.stat().st_mtime_ns == published  # the analysts still read the last good copy

@@ -1,4 +1,5 @@
-"""Keeping Dagster itself small over months: schedules that never pile runs up, and history pruned.
+"""The jobs and schedules, and keeping Dagster itself small over months: schedules that never pile
+runs up, and history pruned.
 
 A tick never queues behind a run of the same job (it is skipped, with the reason shown in the
 UI): a queue of identical runs would only re-read the same new events, one after the other, and
@@ -12,6 +13,14 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from covage_pipeline.settings import Settings
+
+from .dbt import BuildConfig
+from .dlt import EVENTS_KEY
+from .warehouse import WAREHOUSE_TAGS
+
+INGEST_JOB = "ingest_and_build"
+DAILY_JOB = "daily_full_build"
 ACTIVE = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -70,3 +79,60 @@ def build_prune_job(keep_days: float) -> dg.JobDefinition:
         prune_run_history()
 
     return prune
+
+
+def build_jobs(dbt_assets: dg.AssetsDefinition, publish: dg.AssetsDefinition) -> list[dg.UnresolvedAssetJobDefinition]:
+    """The job a tick runs, and the nightly rebuild. In one process, step after step: a step
+    process of its own costs each step the import of dlt, dbt and Dagster (about 5 s) for work
+    that often takes less; the steps share a pool of one writer anyway."""
+    ingest = dg.define_asset_job(
+        INGEST_JOB,
+        # everything that depends on new events (the load, the report archive, the models, the
+        # copy), and what the models read besides the events: the event catalogue
+        selection=dg.AssetSelection.assets(EVENTS_KEY).downstream().upstream(),
+        tags=WAREHOUSE_TAGS,
+        executor_def=dg.in_process_executor,
+        description="Ingest new events, rebuild the models that depend on them, publish the marts.",
+    )
+    daily = dg.define_asset_job(
+        DAILY_JOB,
+        selection=dg.AssetSelection.assets(dbt_assets, publish),
+        tags=WAREHOUSE_TAGS,
+        executor_def=dg.in_process_executor,
+        config=dg.RunConfig(ops={dbt_assets.op.name: BuildConfig(full_refresh=True)}),
+        description="Rebuild every model from scratch (incremental ones included), publish the marts.",
+    )
+    return [ingest, daily]
+
+
+def build_schedules(
+    settings: Settings, jobs: list[dg.UnresolvedAssetJobDefinition], prune: dg.JobDefinition
+) -> list[dg.ScheduleDefinition]:
+    """Off unless COVAGE_SCHEDULES=on when Dagster starts (or switched on in the UI)."""
+    ingest, daily = jobs
+    status = dg.DefaultScheduleStatus.RUNNING if settings.schedules else dg.DefaultScheduleStatus.STOPPED
+    return [
+        single_flight_schedule(
+            "ingest_every_5_minutes",
+            ingest,
+            settings.ingest_cron,
+            status,
+            "Every five minutes (COVAGE_INGEST_CRON), as the reference recommends polling: ingest what is new, "
+            "rebuild the models, publish the marts. Skipped while a run of the job is queued or running.",
+        ),
+        single_flight_schedule(
+            "daily_full_build",
+            daily,
+            settings.daily_cron,
+            status,
+            "Every night (COVAGE_DAILY_CRON, default 03:00): every model rebuilt from all events, so a fix in "
+            "the models reaches the events already built. Skipped while a run of the job is queued or running.",
+        ),
+        dg.ScheduleDefinition(
+            name="prune_history_daily",
+            job=prune,
+            cron_schedule="30 4 * * *",
+            default_status=status,
+            description="Every night at 04:30: delete finished runs older than COVAGE_RETENTION_DAYS (21).",
+        ),
+    ]

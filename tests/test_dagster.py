@@ -19,9 +19,9 @@ from covage_pipeline.models import SQL_DIR
 from covage_pipeline.publish import analysts_path
 from covage_pipeline.warehouse import query
 from dagster_defs import build_definitions
+from dagster_defs.dbt import ANALYSTS_COPY_KEY, KEEP_TARGET_FOLDERS
 from dagster_defs.definitions import DAILY_JOB, INGEST_JOB
-from dagster_defs.ingestion import EVENTS_KEY
-from dagster_defs.models import ANALYSTS_COPY_KEY, KEEP_TARGET_FOLDERS
+from dagster_defs.dlt import EVENTS_KEY
 
 from .extraction import settings_for, warehouse
 
@@ -106,7 +106,7 @@ def test_the_whole_graph_then_only_new_events(setup):
 
 
 def test_only_the_newest_dbt_target_folders_are_kept(tmp_path):
-    from dagster_defs.models import _prune_target_folders
+    from dagster_defs.dbt import _prune_target_folders
 
     for age, name in enumerate(["covage_dbt-a-1", "covage_dbt-b-2", "covage_dbt-c-3", "covage_dbt-d-4", "other-e-5"]):
         folder = tmp_path / name
@@ -359,7 +359,7 @@ def test_every_writer_of_the_warehouse_is_in_its_pool(setup):
 def test_the_asset_checks_fail_on_what_they_guard(setup):
     """A cursor that went back, and an event stored twice: each check fails, blocking what follows."""
     from covage_pipeline.pipeline import ingest
-    from dagster_defs.ingestion import build_ingestion_checks
+    from dagster_defs.dlt import build_ingestion_checks
 
     _, settings, _, instance = setup
     ingest(settings)

@@ -6,8 +6,8 @@ import dagster as dg
 from covage_pipeline.reports import archive_reports
 from covage_pipeline.settings import Settings
 
-from .ingestion import EVENTS_KEY, OWNERS
-from .warehouse import POOL, WAREHOUSE_TAGS
+from ..dlt import EVENTS_KEY, OWNERS
+from ..warehouse import POOL, WAREHOUSE_TAGS
 
 REPORTS_KEY = dg.AssetKey(["covage", "intervention_reports"])
 

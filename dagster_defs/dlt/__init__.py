@@ -17,7 +17,7 @@ from covage_pipeline.settings import Settings
 from covage_pipeline.source import covage_source
 from covage_pipeline.warehouse import query
 
-from .warehouse import POOL, WAREHOUSE_TAGS
+from ..warehouse import POOL, WAREHOUSE_TAGS
 
 EVENTS_KEY = dg.AssetKey(["covage", "events"])  # also the dbt source `covage.events`
 OWNERS = ["team:data"]

@@ -21,9 +21,9 @@ from covage_pipeline.publish import analysts_path, publish_marts
 from covage_pipeline.settings import Settings
 from covage_pipeline.warehouse import query
 
+from ..dlt import OWNERS
+from ..warehouse import POOL, WAREHOUSE_TAGS
 from . import charts
-from .ingestion import OWNERS
-from .warehouse import POOL, WAREHOUSE_TAGS
 
 ANALYSTS_COPY_KEY = dg.AssetKey(["analysts", "marts_copy"])
 CHARTED = {"order_lifecycle_durations", "rejection_stats"}

@@ -135,7 +135,7 @@ def prepare_manifest(settings: Settings) -> Path:
 
 # Engines whose SQL the models do not speak yet: the dispatch macros in sql/macros/ and a few
 # constructs (percentile_cont ... within group, generate_series, date_trunc's argument order,
-# string_agg ... order by) need their versions first; the README lists them.
+# string_agg ... order by) need their versions first; docs/warehouses.md lists them.
 NOT_PORTED = ("bigquery", "snowflake")
 
 
@@ -156,7 +156,7 @@ def build(
             False,
             {},
             f"the dbt models are not ported to {settings.destination} yet (the raw events load there); "
-            "see the README, 'Running on a shared warehouse', for what remains",
+            "see docs/warehouses.md in covage-pipeline for what remains",
         )
     # with a selection, only the tests whose every model is selected: dbt's default (eager) would
     # also run a relationships test towards a model not built yet, and fail on a fresh warehouse

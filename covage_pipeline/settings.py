@@ -59,7 +59,7 @@ _ENV = {
 }
 _SECRETS = {"api_token", "postgres_url", "alert_webhook_url"}
 # duckdb and postgres are tested here; the others go through the same code (dlt destinations,
-# dbt targets in sql/profiles.yml) and are documented in the README, untested on this machine
+# dbt targets in sql/profiles.yml) and are documented in docs/warehouses.md, untested on this machine
 DESTINATIONS = ("duckdb", "postgres", "motherduck", "bigquery", "snowflake")
 DUCKDB_DIALECT = ("duckdb", "motherduck")
 

@@ -124,7 +124,7 @@ def test_engines_not_ported_say_so_instead_of_failing_midway(tmp_path):
 
     for engine in ("bigquery", "snowflake"):
         result = build(load_settings(destination=engine, data_dir=tmp_path))
-        assert not result.success and "not ported" in result.error and "README" in result.error
+        assert not result.success and "not ported" in result.error and "docs/warehouses.md" in result.error
     with pytest.raises(ValueError, match="COVAGE_DESTINATION must be one of"):
         load_settings(destination="oracle")
     assert load_settings(destination="motherduck", data_dir=tmp_path).dbt_schema == "main"

@@ -25,7 +25,7 @@ DIRECTIONS = ("asc", "desc")
 OBJECT_TYPES = ("order", "service")
 POSTING_GROUPS = ("admin", "delivery")
 # The reference says the default order is descending event_date (its object-filtered example
-# contradicts it: see README). We follow the text.
+# contradicts it: see docs/api-contract.md). We follow the text.
 DEFAULT_SORT, DEFAULT_DIRECTION = "event_date", "desc"
 
 

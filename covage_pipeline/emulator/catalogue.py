@@ -5,7 +5,7 @@ does not allow here, and the contract tests check it against this table.
 
 The reference's table "Events by type of order" lost its column alignment in the published text:
 rows with one `X` do not say which column. We read them as a telecom engineer would (documented in
-the README): appointments, saturation and requalification need a line to be built, so they belong
+docs/api-contract.md): appointments, saturation and requalification need a line to be built, so they belong
 to `Activate Create`; sensitive access and delay confirmations concern taking over a line that is
 already active, so they belong to `Activate Activate`. Rows with two `X` are the two activations.
 """

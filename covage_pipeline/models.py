@@ -159,8 +159,9 @@ def build(
             "see docs/warehouses.md in covage-pipeline for what remains",
         )
     # with a selection, only the tests whose every model is selected: dbt's default (eager) would
-    # also run a relationships test towards a model not built yet, and fail on a fresh warehouse
-    selection = ["--select", select, "--indirect-selection", "cautious"] if select else []
+    # also run a relationships test towards a model not built yet, and fail on a fresh warehouse;
+    # the seeds (the event catalogue the staging model joins) always come along, they cost nothing
+    selection = ["--select", select, "resource_type:seed", "--indirect-selection", "cautious"] if select else []
     args = [*selection, *(["--full-refresh"] if full_refresh else [])]
 
     def attempt() -> BuildResult:

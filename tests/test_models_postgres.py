@@ -9,7 +9,7 @@ import math
 from datetime import datetime
 from decimal import Decimal
 
-from covage_pipeline.models import build
+from covage_pipeline.models import build, build_and_publish
 from covage_pipeline.pipeline import ingest
 from covage_pipeline.warehouse import query
 
@@ -99,7 +99,7 @@ def test_models_build_on_postgres_and_equal_duckdb(emulator_factory, tmp_path, p
     ingest(duck)
     summary = ingest(pg)
     assert summary.events_in_table == len(emu.store.ground_truth(emu.url))
-    assert build(duck).success
+    assert build_and_publish(duck).build.success  # and the analysts' copy `covage history` reads
     result = build(pg)
     assert result.success, (result.error, result.failures)
     assert sum(1 for node in result.statuses if node.startswith("test.")) > 50  # the tests ran there too
@@ -108,6 +108,15 @@ def test_models_build_on_postgres_and_equal_duckdb(emulator_factory, tmp_path, p
         _assert_same(_table(duck, "main_staging", table), _table(pg, f"{pg_prefix}_staging", table), key, table)
     for table, key in MARTS:
         _assert_same(_table(duck, "main_marts", table), _table(pg, f"{pg_prefix}_marts", table), key, table)
+
+    # `covage history` reads the mart there too, by uuid or by order reference
+    from covage_pipeline.warehouse import timeline
+
+    order = _table(pg, f"{pg_prefix}_marts", "orders")[0]
+    story = timeline(pg, order["order_uuid"])
+    assert [r["step"] for r in story] == list(range(1, len(story) + 1)) and len(story) > 1
+    same = timeline(duck, order["order_uuid"])
+    assert [{k: _plain(v) for k, v in r.items()} for r in story] == [{k: _plain(v) for k, v in r.items()} for r in same]
 
 
 # Slot dates as the operator may write them: normal forms, the reference's AM/PM variants, and

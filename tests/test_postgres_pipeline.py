@@ -38,13 +38,11 @@ def test_backfill_then_incremental_on_postgres(emulator_factory, tmp_path, pg_pr
     idle = ingest(settings)
     assert idle.stats.new == 0 and idle.events_in_table == len(new_truth)
 
-    # the CLI's warehouse reads work there too: an order's timeline
-    from covage_pipeline.warehouse import last_info_message, timeline
+    # what the CLI reads from the raw events works there too
+    from covage_pipeline.warehouse import last_info_message
 
-    order = next(t["object_uuid"] for t in new_truth if t["type"] == "order-info")
-    story = timeline(settings, order)
-    assert [r["event_uuid"] for r in story] and len(story) == sum(1 for t in new_truth if t["object_uuid"] == order)
-    assert last_info_message(settings, order) is not None
+    order = next(t for t in new_truth if t["type"] == "order-info")
+    assert last_info_message(settings, order["object_uuid"]) is not None
 
 
 def test_sigkill_then_rerun_converges_on_postgres(emulator_factory, tmp_path, pg_prefix):

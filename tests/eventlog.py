@@ -171,18 +171,22 @@ EVENTS: list[dict] = [
 
 # A second, small log for the edges of the rules (kept apart: the log above has its every mart
 # worked out by hand). K is completed exactly 7 x 24 h after its submission, L one second later.
+# M is acknowledged and running at the same instant (a provider's batch); running reached the API
+# first and has the smaller uuid, so only the lifecycle's own order puts acknowledged first.
 EDGES = datetime(2026, 5, 4)
 
 
-def _edge(uuid, obj, type_, seconds, data=None) -> dict:
-    instant = (EDGES + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+def _edge(uuid, obj, type_, seconds, data=None, created=None) -> dict:
+    def instant(s: float) -> str:
+        return (EDGES + timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
     return {
         "event_uuid": uuid,
         "type": type_,
         "object_type": "order",
         "object_uuid": obj,
-        "event_date": instant,
-        "creation_date": instant,
+        "event_date": instant(seconds),
+        "creation_date": instant(seconds if created is None else created),
         "data": data,
     }
 
@@ -193,4 +197,7 @@ EDGE_EVENTS: list[dict] = [
     _edge("x-k2", "ord-k", "order-completed", WEEK, {"endpoints": [], "service_uuid": "svc-k", "service_alias": "KK"}),
     _edge("x-l1", "ord-l", "order-submitted", 10, _ref("RL")),
     _edge("x-l2", "ord-l", "order-completed", 10 + WEEK + 1, {"endpoints": [], "service_uuid": "svc-l"}),
+    _edge("x-m1", "ord-m", "order-submitted", 20, _ref("RM")),
+    _edge("x-m3", "ord-m", "order-acknowledged", 3600, created=3602),
+    _edge("x-m2", "ord-m", "order-running", 3600, created=3601),
 ]

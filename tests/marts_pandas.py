@@ -36,6 +36,37 @@ STAGES = {
     "saturation_to_completed": ("saturated_at", "completed_at"),
 }
 HOUR = pd.Timedelta(hours=1)
+# The lifecycle in its own order, as the reference tells it, for events at the same instant (a
+# provider's batch); types on one line rank together; types not here (unknown) come last.
+LIFECYCLE = [
+    ["order-submitted"],
+    ["order-acknowledged"],
+    ["order-running"],
+    ["order-sensibleaccess"],
+    ["order-sensibleaccess-orderconfirmed"],
+    ["order-delayed"],
+    ["order-delayed-orderconfirmed"],
+    ["order-localloop-saturation", "order-network-saturation"],
+    ["order-localloop-desaturation-quote-emitted"],
+    ["order-localloop-desaturation-quote-accepted"],
+    ["order-localloop-desaturation-planned", "order-network-desaturation-planned"],
+    ["order-appointment-agreed"],
+    ["order-appointment-confirmed"],
+    ["order-appointment-declined"],
+    ["order-appointment-deferred"],
+    ["order-appointment-missed"],
+    ["order-on-site-intervention-succeeded", "order-on-site-intervention-failed"],
+    ["order-cri"],
+    ["order-info", "order-information-from-provider"],
+    ["order-rejected"],
+    ["order-requalified"],
+    ["order-completed", "order-cancelled", "order-dropped"],
+    ["service-activated"],
+    ["service-modified", "service-updated"],
+    ["service-info"],
+    ["service-slammed", "service-terminated"],
+]
+RANK = {type_: rank for rank, types in enumerate(LIFECYCLE) for type_ in types}
 
 
 def events_frame(truth: list[dict]) -> pd.DataFrame:
@@ -56,7 +87,8 @@ def events_frame(truth: list[dict]) -> pd.DataFrame:
         for s, e in zip(df["start_date"], df["end_date"], strict=True)
     ]
     df["ahead"] = df["event"] > df["created"]
-    return df.sort_values(["business", "created", "event_uuid"]).reset_index(drop=True)
+    df["rank"] = df["type"].map(RANK)
+    return df.sort_values(["business", "rank", "created", "event_uuid"], na_position="last").reset_index(drop=True)
 
 
 def _first(g: pd.DataFrame, *types: str):
@@ -98,7 +130,9 @@ def orders(ev: pd.DataFrame) -> pd.DataFrame:
                 "intervention_result_at": _first(
                     g, "order-on-site-intervention-succeeded", "order-on-site-intervention-failed"
                 ),
+                "first_event_at": g["business"].min(),
                 "last_event_at": g["business"].max(),
+                "case_duration_hours": (g["business"].max() - g["business"].min()) / HOUR,
                 "current_status": current,
                 "status_since": since,
                 "is_final": final,
@@ -171,7 +205,7 @@ def lifecycle_stats(dur: pd.DataFrame) -> list[dict]:
     rows = []
     for stage in STAGES:
         column = f"{stage}_hours"
-        part = dur[dur[column].notna() & dur["submission_month"].notna()]
+        part = dur[(dur[column] >= 0) & dur["submission_month"].notna()]  # negative: a data-quality issue
         for row in _by_period(part, lambda g, c=column: {
             "orders": len(g), "mean_hours": float(g[c].mean()) if len(g) else None, "median_hours": _q(g[c], 0.5),
             "p90_hours": _q(g[c], 0.9), "p95_hours": _q(g[c], 0.95),
@@ -481,8 +515,32 @@ def data_quality_issues(ev: pd.DataFrame, orders_df: pd.DataFrame) -> set[tuple[
         "event_date_after_creation": ev["ahead"].fillna(False).astype(bool),
         "before_submission": (ev["business"] < submitted).fillna(False),
         "after_final_state": final & (ev["business"] > since).fillna(False),
+        "negative_stage_duration": _ends_a_negative_stage(ev, o),
     }
     return {(issue, uuid) for issue, mask in rules.items() for uuid in ev.loc[mask.astype(bool), "event_uuid"]}
+
+
+MILESTONE_TYPES = {
+    "submitted_at": ("order-submitted",),
+    "acknowledged_at": ("order-acknowledged",),
+    "running_at": ("order-running",),
+    "completed_at": ("order-completed",),
+    "rejected_at": ("order-rejected",),
+    "appointment_agreed_at": ("order-appointment-agreed",),
+    "intervention_result_at": ("order-on-site-intervention-succeeded", "order-on-site-intervention-failed"),
+    "saturated_at": ("order-localloop-saturation", "order-network-saturation"),
+    "desaturation_planned_at": ("order-localloop-desaturation-planned", "order-network-desaturation-planned"),
+}
+
+
+def _ends_a_negative_stage(ev: pd.DataFrame, o: pd.DataFrame) -> pd.Series:
+    """The event that ends a stage dated before the one starting it."""
+    hit = pd.Series(False, index=ev.index)
+    for start, end in STAGES.values():
+        negative = o.index[o[end] < o[start]]
+        ends_at = ev["object_uuid"].map(o[end])
+        hit |= ev["object_uuid"].isin(negative) & ev["type"].isin(MILESTONE_TYPES[end]) & (ev["business"] == ends_at)
+    return hit
 
 
 def provider_lateness(ev: pd.DataFrame) -> list[dict]:

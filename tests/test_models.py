@@ -117,6 +117,36 @@ def test_every_model_and_column_is_documented(warehouse):
         documented = {name for name, col in node["columns"].items() if col["description"].strip()}
         actual = set(catalog["nodes"][unique_id]["columns"])
         assert actual <= documented, f"{unique_id}: undocumented columns {sorted(actual - documented)}"
+        # the types the yml gives (the Dagster UI's Type column) are the types the warehouse built
+        built = {name: col["type"].lower() for name, col in catalog["nodes"][unique_id]["columns"].items()}
+        assert {name: col.get("data_type") for name, col in node["columns"].items()} == built, unique_id
+
+
+def test_every_description_reads_as_rendered():
+    """As dbt docs and the Dagster UI show them: no Jinja left, and a doc block only ever stands as
+    a paragraph of its own, never in the middle of a sentence."""
+    import json
+    import re
+
+    from covage_pipeline.models import SQL_DIR, prepare_manifest
+    from covage_pipeline.settings import load_settings
+
+    manifest = json.loads(prepare_manifest(load_settings()).read_text())
+    blocks = [doc["block_contents"].strip() for doc in manifest["docs"].values() if doc["name"] != "__overview__"]
+    nodes = [n for n in manifest["nodes"].values() if n["resource_type"] in ("model", "seed")]
+    texts = [(n["name"], n["description"]) for n in nodes]
+    texts += [(f"{n['name']}.{c}", col["description"]) for n in nodes for c, col in n["columns"].items()]
+    texts += [(f"source {s['name']}", s["description"]) for s in manifest["sources"].values()]
+    assert len(texts) > 300 and SQL_DIR.exists()
+    for name, text in texts:
+        assert not re.search(r"\{\{|\{%|\}\}|%\}", text), f"{name}: unrendered Jinja in {text!r}"
+        for block in blocks:
+            at = text.find(block)
+            if at < 0:
+                continue
+            before, after = text[:at], text[at + len(block) :]
+            assert not before.strip() or before.endswith("\n\n") or before.rstrip()[-1] in ".:)", (name, before[-60:])
+            assert not after.strip() or after.startswith("\n"), (name, after[:60])
 
 
 def test_engines_not_ported_say_so_instead_of_failing_midway(tmp_path):

@@ -1,7 +1,8 @@
 -- Every event of every order and service, in the order of its object's story, with what the
 -- catalogue says of its type and a one-line summary in words: the one place that orders events
 -- and describes them (the marts, object_history and `covage history` read it).
--- Order: business time, then creation_date, then event_uuid.
+-- Order: business time; at the same instant the lifecycle's own order (the catalogue's
+-- lifecycle_rank: a provider's batch of acknowledged and running), then creation_date, then event_uuid.
 
 with
 
@@ -44,6 +45,7 @@ described as (
         catalogue.status,
         coalesce(catalogue.is_final, false) as is_final_status,
         catalogue.lifecycle_rank,
+        catalogue.milestone,
         coalesce(catalogue.in_lifecycle, false) and not events.is_report as in_lifecycle,
         catalogue.description as type_description,
         case
@@ -76,5 +78,8 @@ described as (
 
 select
     *,
-    row_number() over (partition by object_uuid order by business_time, creation_date, event_uuid) as step
+    -- simultaneous events (a provider batch) in the lifecycle's own order, then as they arrived
+    row_number() over (
+        partition by object_uuid order by business_time, lifecycle_rank nulls last, creation_date, event_uuid
+    ) as step
 from described

@@ -6,6 +6,8 @@
 --   event_date_after_creation   event_date later than creation_date (a clock ahead at the source)
 --   before_submission           an order event dated before the order's first submission
 --   after_final_state           an order event dated after the status event that made it final
+--   negative_stage_duration     the event ending a stage of the lifecycle dated before the one
+--                               starting it: lifecycle_stats leaves the stage out
 
 with
 
@@ -17,6 +19,21 @@ events as (
         coalesce(flags.is_after_final, false) as is_after_final
     from {{ ref('stg_events') }} as events
     left join {{ ref('int_order_event_flags') }} as flags on events.event_uuid = flags.event_uuid
+
+),
+
+negative_stages as (
+
+    {%- for stage, bounds in var('lifecycle_stages').items() %}
+    select story.event_uuid
+    from {{ ref('orders') }} as orders
+    inner join {{ ref('int_object_events') }} as story
+        on story.object_uuid = orders.order_uuid
+        and story.milestone = '{{ bounds[1] }}'
+        and story.business_time = orders.{{ bounds[1] }}
+    where orders.{{ bounds[1] }} < orders.{{ bounds[0] }}
+    {% if not loop.last %}union{% endif %}
+    {%- endfor %}
 
 ),
 
@@ -36,6 +53,8 @@ issues as (
     select event_uuid, 'before_submission' from events where is_before_submission
     union all
     select event_uuid, 'after_final_state' from events where is_after_final
+    union all
+    select event_uuid, 'negative_stage_duration' from negative_stages
 
 )
 

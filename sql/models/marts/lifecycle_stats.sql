@@ -1,5 +1,7 @@
 -- Count, mean, median, p90 and p95 of each stage duration, by month of submission and overall
--- (period = 'overall', submission_month null). Orders without a submission are left out.
+-- (period = 'overall', submission_month null). Orders without a submission are left out, and so
+-- is a negative duration (a stage ending before it started: an event dated before the one it
+-- follows), which data_quality_issues counts as negative_stage_duration.
 
 {%- set stages = var('lifecycle_stages') %}
 
@@ -17,7 +19,7 @@ stage_durations as (
     {%- for stage in stages %}
     select submission_month, '{{ stage }}' as stage, {{ stage }}_hours as hours
     from durations
-    where {{ stage }}_hours is not null
+    where {{ stage }}_hours >= 0
     {% if not loop.last %}union all{% endif %}
     {%- endfor %}
 

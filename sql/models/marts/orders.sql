@@ -42,6 +42,7 @@ milestones as (
         {%- for column, types in milestones.items() %}
         min(case when event_type in ('{{ types | join("', '") }}') then business_time end) as {{ column }},
         {%- endfor %}
+        min(business_time) as first_event_at,
         max(business_time) as last_event_at,
         max(case when event_type = 'order-completed' then service_uuid end) as service_uuid,
         {%- for column, types in counts.items() %}
@@ -67,7 +68,10 @@ final as (
         {%- for column in milestones %}
         milestones.{{ column }},
         {%- endfor %}
+        milestones.first_event_at,
         milestones.last_event_at,
+        -- the process-mining case duration: first event to last, whatever they are
+        {{ hours_between('milestones.first_event_at', 'milestones.last_event_at') }} as case_duration_hours,
         order_status.current_status,
         order_status.status_since,
         coalesce(order_status.is_final, false) as is_final,

@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,10 +22,21 @@ from rich.table import Table
 if TYPE_CHECKING:
     from .settings import Settings
 
+
+def _flag_type(self, ctx) -> str | None:
+    """Typer 0.29 labels every option with its type, flags too (`--help <bool>`), though a flag
+    takes no value; no setting turns that off, so flags show none here."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = _flag_type
+
 app = typer.Typer(
     help="covage-pipeline: the Covage (Kosc) events feed, kept in step in your warehouse.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    # markdown: a docstring's paragraphs reflow to the terminal (rich keeps its hard line breaks)
+    rich_markup_mode="markdown",
     pretty_exceptions_show_locals=False,  # a traceback (--debug) never prints a token held in a variable
 )
 emulator_app = typer.Typer(
@@ -55,9 +66,11 @@ def _options(
     _DEBUG["on"] = debug or os.environ.get("COVAGE_DEBUG", "") not in ("", "0")
 
 
-def _today_utc() -> datetime:
-    now = datetime.now(UTC).replace(tzinfo=None)
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+def _now_utc(hours_ago: float = 0) -> datetime:
+    """The emulator's default first instant: the wall clock (to the minute), so that its newest
+    events are as recent as a live API's and freshness checks read true."""
+    now = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
+    return now - timedelta(hours=hours_ago)
 
 
 def _emulator_config(
@@ -83,7 +96,7 @@ def _emulator_config(
         seed=seed,
         orders=orders,
         history_days=history_days,
-        start=start or _today_utc(),
+        start=start or _now_utc(),
         speed=speed,
         tokens=tokens,
         max_page_size=max_page_size,
@@ -110,7 +123,10 @@ def emulator_serve(
     orders: Annotated[int, typer.Option(help="Orders submitted during the history before --start.")] = 2000,
     history_days: Annotated[float, typer.Option(help="Length of that history, in days.")] = 180.0,
     start: Annotated[
-        datetime | None, typer.Option(help="The emulator clock's first instant (UTC, naive). Default: today 00:00.")
+        datetime | None,
+        typer.Option(
+            help="The emulator clock's first instant (UTC, naive). Default: now; give one for the same data twice."
+        ),
     ] = None,
     speed: Annotated[
         float, typer.Option(help="Emulated seconds per real second (0 freezes the clock; 60 = a minute a second).")
@@ -384,11 +400,12 @@ def print_headlines(settings) -> None:
         table.add_row(figure.section if figure.section != previous else "", figure.label, figure.value)
         previous = figure.section
     console.print(table)
-    console.print(
-        f"Every figure comes from a mart in schema {settings.marts_schema}: e.g. "
-        f"`select * from {settings.marts_schema}.delivery_stats`. Monthly detail: lifecycle_stats, "
-        "rejection_stats, saturation_stats, appointment_stats, service_base_monthly."
-    )
+    monthly = "lifecycle_stats, rejection_stats, saturation_stats, appointment_stats, service_base_monthly"
+    if settings.destination in ("duckdb",):  # `covage sql` reads the analysts' copy: schema marts
+        where = f'`covage sql "select * from marts.delivery_stats"` (schema {settings.marts_schema} in the warehouse)'
+    else:
+        where = f"`select * from {settings.marts_schema}.delivery_stats` in your warehouse"
+    console.print(f"Every figure comes from a mart: e.g. {where}. Monthly detail: {monthly}.")
 
 
 @app.command("headlines")
@@ -415,51 +432,30 @@ def sql_command(
 ) -> None:
     """SQL on the analysts' copy of the marts (read-only; tables in schema `marts`).
 
-    The copy is replaced after each successful build, so a query never waits on the pipeline
-    and never blocks it. Examples: covage sql "select * from marts.delivery_stats";
-    covage sql (then `.tables`, any SQL ending with `;`, `.quit`).
+    The copy is replaced after each successful build, so a query never waits on the pipeline and
+    never blocks it. Examples: `covage sql "select * from marts.delivery_stats"`; `covage sql`
+    alone opens a shell with line editing and history (the arrow keys), statements ending with
+    `;`, and `.tables`, `.schema [table]`, `.mode box|csv|line|json`, `.help`, `.quit`.
     """
     import duckdb
 
     from .publish import analysts_path
+    from .sql_shell import SqlShell
 
-    path = analysts_path(_settings())
+    settings = _settings()
+    path = analysts_path(settings)
     if not path.exists():
         console.print(f"[red]No analysts' copy at {path}: run `covage build` (or the Dagster job) first.[/]")
         raise typer.Exit(1)
     con = duckdb.connect(str(path), read_only=True)
     con.execute("use marts")
-
-    def run(statement: str) -> bool:
-        try:
-            relation = con.sql(statement)
-        except duckdb.Error as exc:
-            console.print(f"[red]{exc}[/]")
-            return False
-        if relation is not None:
-            print(relation.limit(max_rows) if max_rows else relation)
-        return True
-
+    shell = SqlShell(con, max_rows=max_rows, history=settings.data_dir / ".covage_sql_history")
     if query is not None:
-        ok = run(query)
+        ok = shell.run(query)
         con.close()
         raise typer.Exit(0 if ok else 1)
-    console.print(f"Marts of {path} (read-only). `.tables` lists them; end statements with `;`; `.quit` leaves.")
-    buffer: list[str] = []
-    while True:
-        try:
-            line = input("covage> " if not buffer else "   ...> ")
-        except EOFError:
-            break
-        if not buffer and line.strip() in (".quit", ".exit"):
-            break
-        if not buffer and line.strip() == ".tables":
-            run("select table_name from information_schema.tables where table_schema = 'marts' order by 1")
-            continue
-        buffer.append(line)
-        if line.rstrip().endswith(";"):
-            run("\n".join(buffer))
-            buffer = []
+    console.print(f"Marts of {path} (read-only). End statements with `;`; `.help` lists the commands.")
+    shell.loop()
     con.close()
 
 
@@ -759,7 +755,8 @@ def demo(
 
     base = _settings()
     token = "demo-token"
-    config = EmulatorConfig(seed=seed, orders=orders, start=_today_utc(), tokens={token: "admin"})
+    # the demo lets a day pass on the emulator's clock: it starts a day ago and ends now
+    config = EmulatorConfig(seed=seed, orders=orders, start=_now_utc(hours_ago=24), tokens={token: "admin"})
     console.print("Starting the emulator on loopback...")
     with running_emulator(config) as running:
         status = httpx.get(f"{running.url}/_emulator/status", timeout=60).json()

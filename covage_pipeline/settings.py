@@ -53,6 +53,7 @@ _ENV = {
     "ingest_cron": "COVAGE_INGEST_CRON",
     "daily_cron": "COVAGE_DAILY_CRON",
     "freshness_minutes": "COVAGE_FRESHNESS_MINUTES",
+    "chart_months": "COVAGE_CHART_MONTHS",
     "alert_webhook_url": "COVAGE_ALERT_WEBHOOK_URL",
     "dbt_project_dir": "COVAGE_DBT_PROJECT_DIR",
     "motherduck_database": "COVAGE_MOTHERDUCK_DATABASE",
@@ -99,6 +100,7 @@ class Settings:
     ingest_cron: str = "*/5 * * * *"  # ingest what is new, rebuild, publish (the reference polls every few minutes)
     daily_cron: str = "0 3 * * *"  # every model rebuilt from all events
     freshness_minutes: float = 60.0  # the check events_are_fresh warns past this age of the newest event
+    chart_months: int = 12  # monthly charts (Dagster, notebooks) show the last this many months
     alert_webhook_url: str | None = field(default=None, repr=False)  # where support alerts are posted
     # where things are
     dbt_project_dir: Path | None = None  # the dbt project; None: sql/ beside the package

@@ -117,16 +117,18 @@ def build_schedules(
             ingest,
             settings.ingest_cron,
             status,
-            "Every five minutes (COVAGE_INGEST_CRON), as the reference recommends polling: ingest what is new, "
-            "rebuild the models, publish the marts. Skipped while a run of the job is queued or running.",
+            f"Ingest what is new, rebuild the models, publish the marts: on cron `{settings.ingest_cron}` "
+            "(COVAGE_INGEST_CRON; default every five minutes, the polling the reference recommends). "
+            "Skipped while a run of the job is queued or running.",
         ),
         single_flight_schedule(
             "daily_full_build",
             daily,
             settings.daily_cron,
             status,
-            "Every night (COVAGE_DAILY_CRON, default 03:00): every model rebuilt from all events, so a fix in "
-            "the models reaches the events already built. Skipped while a run of the job is queued or running.",
+            f"Every model rebuilt from all events, so a fix in the models reaches the events already built: on "
+            f"cron `{settings.daily_cron}` (COVAGE_DAILY_CRON; default 03:00 every night). "
+            "Skipped while a run of the job is queued or running.",
         ),
         dg.ScheduleDefinition(
             name="prune_history_daily",

@@ -28,6 +28,7 @@ def make_config(**overrides) -> EmulatorConfig:
         "history_days": 60.0,
         "start": START,
         "tokens": {TOKEN: "admin", "delivery-token": "delivery", "readonly-token": "readonly"},
+        "reference_examples": True,  # the reference's malformed forms, in every test that does not say otherwise
     }
     values.update(overrides)
     return EmulatorConfig(**values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -142,6 +143,12 @@ def test_demo_serves_ingests_and_summarises(tmp_path):
     for label in ("median lead time", "rejection rate", "saturated", "missed rate", "open orders", "stuck"):
         assert label in result.stdout, label
     assert "n/a" not in result.stdout.split("Headline figures")[1].split("Delivery")[0]
+    # the query the figures suggest runs as written in `covage sql` on the demo's data
+    hint = re.search(r'`covage sql "([^"]+)"`', result.stdout.replace("\n", " "))
+    assert hint, result.stdout[-600:]
+    env["COVAGE_DATA_DIR"] = str(tmp_path / "demo")
+    suggested = subprocess.run([COVAGE, "sql", hint.group(1)], capture_output=True, text=True, env=env, timeout=60)
+    assert suggested.returncode == 0 and "overall" in suggested.stdout, suggested.stdout
 
 
 def test_sql_reads_the_analysts_copy(tmp_path):
@@ -177,3 +184,108 @@ def test_sql_reads_the_analysts_copy(tmp_path):
         [COVAGE, "sql", "create table marts.x (a int)"], capture_output=True, text=True, env=env, timeout=60
     )
     assert writable.returncode == 1 and "read-only" in writable.stdout  # the copy cannot be written
+
+
+def test_the_emulators_default_clock_is_the_wall_clock():
+    """`covage emulator serve` without --start: its newest events are as recent as a live API's, so
+    the freshness check (default 60 minutes) does not warn on a fresh demo; without the reference's
+    2017 examples, which would stretch every monthly chart."""
+    from datetime import UTC, datetime, timedelta
+
+    from covage_pipeline.cli import _emulator_config
+    from covage_pipeline.emulator import running_emulator
+    from covage_pipeline.settings import Settings
+    from covage_pipeline.timestamps import parse_loose
+
+    config = _emulator_config(42, 2000, 180.0, None, 1.0, "t", [], 1000, [])
+    with running_emulator(config) as emu:
+        truth = emu.store.ground_truth(emu.url)
+    newest = max(parse_loose(e["creation_date"]) for e in truth)
+    age = datetime.now(UTC).replace(tzinfo=None) - newest
+    assert timedelta(0) <= age < timedelta(minutes=Settings().freshness_minutes)
+    assert min(parse_loose(e["creation_date"]) for e in truth).year >= datetime.now(UTC).year - 1
+
+
+def _commands(group, path=()):
+    yield path, group
+    if hasattr(group, "commands"):  # a group (typer vendors its own click)
+        for name, command in group.commands.items():
+            yield from _commands(command, (*path, name))
+
+
+def test_every_help_reads_well_at_80_columns():
+    """Paragraphs reflow to the terminal (no hard break mid-sentence), no double space, no
+    `<bool>` on a flag, no text eaten as markup."""
+    import typer
+    from typer.testing import CliRunner
+
+    from covage_pipeline.cli import app
+
+    runner = CliRunner()
+    root = typer.main.get_command(app)
+    commands = list(_commands(root))
+    assert len(commands) > 15
+    for path, _ in commands:
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"}, terminal_width=80)
+        assert result.exit_code == 0, (path, result.output)
+        text = result.output
+        assert "<bool>" not in text, path
+        prose = [line.strip() for line in text.splitlines() if not line.strip().startswith(("│", "╭", "╰"))]
+        for line, following in itertools.pairwise(prose):
+            assert "  " not in line, (path, line)
+            if line and following and not line.startswith(("Usage:", "-", "•")):
+                # a line that leaves room for the next word was broken by hand, not by the terminal
+                assert len(line) + 1 + len(following.split()[0]) > 78, (path, line, following)
+    ingest = runner.invoke(app, ["ingest", "--help"], terminal_width=80).output
+    assert "[sources.covage]" in ingest
+
+
+def test_sql_shell_in_a_terminal_edits_recalls_and_describes(tmp_path):
+    """`covage sql` driven through a pseudo-terminal, as a person types: the up arrow recalls the
+    last statement, `.schema orders` lists its columns, an unknown dot-command says so instead of
+    joining the next statement, `.mode csv` changes the output, history outlives the session."""
+    import pty
+    import select
+
+    env = {**os.environ, "COVAGE_DATA_DIR": str(tmp_path), "TERM": "xterm"}
+    copy = tmp_path / "analysts" / "covage_marts.duckdb"
+    copy.parent.mkdir()
+    with duckdb.connect(str(copy)) as con:
+        con.execute("create schema marts; create table marts.orders as select range as order_number from range(7)")
+
+    def session(*keys: str) -> str:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: the shell on the terminal's other end
+            os.execve(COVAGE, [COVAGE, "sql"], env)
+        seen = b""
+
+        def next_prompt(timeout: float = 30) -> None:
+            nonlocal seen
+            prompts = seen.count(b"covage> ")
+            deadline = time.monotonic() + timeout
+            while seen.count(b"covage> ") == prompts and time.monotonic() < deadline:
+                if select.select([fd], [], [], 0.2)[0]:
+                    try:
+                        seen += os.read(fd, 65536)
+                    except OSError:  # the shell left
+                        return
+            assert seen.count(b"covage> ") > prompts, seen.decode(errors="replace")[-500:]
+
+        next_prompt()
+        for key in keys[:-1]:
+            os.write(fd, key.encode())
+            next_prompt()
+        os.write(fd, keys[-1].encode())
+        os.waitpid(pid, 0)
+        os.close(fd)
+        return seen.decode(errors="replace")
+
+    first = session("select 6 * 7 as answer;\r", "\x1b[A\r", ".schema orders\r", ".nope\r", ".mode csv\r",
+                    "select count(*) as n from orders;\r", ".quit\r")  # fmt: skip
+    # typed once, then recalled by the up arrow (echoed as text, not as ^[[A) and run again
+    assert first.count("covage> select 6 * 7 as answer;") == 2 and len(re.findall(r"│\s+42 │", first)) == 2, first
+    assert "order_number" in first and "BIGINT" in first
+    assert "Unknown command .nope" in first
+    assert "n\r\n7" in first  # csv: a header line, then the value
+    second = session("\x1b[A\x1b[A\r", ".quit\r")  # the history of the first session, two back
+    assert "Unknown command" not in second and "order_number" not in second and re.search(r"│\s+7\s+│", second)

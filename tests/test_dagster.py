@@ -57,6 +57,27 @@ def test_definitions_load_as_one_connected_lineage(setup):
     checks = {key.name for key in graph.asset_check_keys}
     assert {"no_duplicate_event_uuid", "events_are_fresh", "cursor_never_moves_backwards"} <= checks
     assert sum(1 for name in checks if name.startswith(("unique_", "not_null_"))) > 20  # dbt tests as checks
+    # the dbt source tests check the ingestion's own asset (not observations logged as warnings)
+    on_events = {key.name for key in graph.asset_check_keys if key.asset_key == EVENTS_KEY}
+    assert {"source_unique_covage_events_event_uuid", "source_not_null_covage_events_event_uuid"} <= on_events
+
+
+def test_what_the_ui_shows_of_each_asset_and_schedule(setup):
+    """Every model column has its type (the UI's Type column), every schedule and job says what it
+    does and on which cron."""
+    _, settings, defs, _ = setup
+    graph = defs.resolve_asset_graph()
+    dbt_keys = [k for k in graph.get_all_asset_keys() if k.path[0] in ("staging", "intermediate", "marts")]
+    assert len(dbt_keys) > 20
+    for key in dbt_keys:
+        schema = graph.get(key).metadata["dagster/column_schema"]
+        assert schema.columns and all(c.type not in ("", "?") for c in schema.columns), key
+        assert all(c.description for c in schema.columns), key
+    every = defs.resolve_schedule_def("ingest_every_5_minutes")
+    daily = defs.resolve_schedule_def("daily_full_build")
+    assert settings.ingest_cron in every.description and settings.daily_cron in daily.description
+    for job in (INGEST_JOB, DAILY_JOB):
+        assert defs.resolve_job_def(job).description
 
 
 def test_the_whole_graph_then_only_new_events(setup):

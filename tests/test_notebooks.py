@@ -12,6 +12,7 @@ from nbclient import NotebookClient
 from covage_pipeline.models import build
 from covage_pipeline.pipeline import ingest
 from covage_pipeline.publish import analysts_path, publish_marts
+from covage_pipeline.warehouse import query
 
 from .extraction import settings_for
 
@@ -30,6 +31,9 @@ def marts_db(tmp_path_factory):
         ingest(settings)
     assert build(settings).success
     publish_marts(settings)
+    # the reference's 2017 examples make one old, sparse month, far before the others
+    months = query(settings, "select distinct submission_month from main_marts.rejection_stats where period = 'month'")
+    assert min(r["submission_month"].year for r in months) == 2017
     return analysts_path(settings)
 
 
@@ -60,6 +64,43 @@ def test_notebook_runs_and_draws_its_figures(name, marts_db, monkeypatch):
     assert len(images) == FIGURES[name]
     errors = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs if o.output_type == "error"]
     assert not errors
+    # the monthly tables (what the charts draw) hold the last 12 months only: not the 2017 month
+    tables = [
+        output["data"]["text/plain"]
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if "submission_month" in output.get("data", {}).get("text/plain", "")
+    ]
+    assert len(tables) == {"order_lifecycle": 2, "rejections_and_saturation": 2, "order_history": 0}[name]
+    assert not any("2017-" in table for table in tables)
+
+
+def test_monthly_window_keeps_the_last_months_and_shows_gaps():
+    import pandas as pd
+
+    from covage_pipeline.monthly import last_months
+
+    months = pd.to_datetime(["2017-04-01", "2026-01-01", "2026-03-01", "2026-05-01"])
+    df = pd.DataFrame({"submission_month": months, "v": [9, 1, 2, 3]})
+    window = last_months(df, 12)
+    assert [m.strftime("%Y-%m") for m in window["submission_month"]] == [f"2026-0{m}" for m in range(1, 6)]
+    assert window["v"].isna().tolist() == [False, True, False, True, False]  # a gap, not a zero
+    assert last_months(df, 3)["submission_month"].min() == pd.Timestamp("2026-03-01")
+
+
+def test_notebooks_open_unmodified_in_jupyterlab():
+    """JupyterLab writes the kernel's own kernelspec and language_info into a notebook it opens:
+    stored otherwise, the notebook shows as modified before any edit."""
+    from ipykernel.ipkernel import IPythonKernel
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    announced = {k: v for k, v in IPythonKernel.language_info.items() if k != "version"}
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        meta = nbformat.read(path, as_version=4).metadata
+        assert meta.kernelspec == {"display_name": spec.display_name, "language": spec.language, "name": "python3"}
+        assert {k: v for k, v in meta.language_info.items() if k != "version"} == announced, path.name
 
 
 def test_make_notebooks_serves_jupyterlab_on_loopback(tmp_path):

@@ -73,7 +73,10 @@ class BuildConfig(dg.Config):
 
 
 def build_dbt_assets(settings: Settings, project: DbtProject) -> dg.AssetsDefinition:
-    translator = CovageDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+    # the source tests (on dlt's events) become checks of the ingestion asset, not observations
+    translator = CovageDbtTranslator(
+        settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_source_tests_as_checks=True)
+    )
 
     @dbt_assets(
         manifest=project.manifest_path,
@@ -125,12 +128,12 @@ def _chart(settings: Settings, mart: str) -> dg.MetadataValue:
     m = settings.marts_schema
     if mart == "rejection_stats":
         rows = query(settings, f"select * from {m}.rejection_stats where period = 'month' order by submission_month")
-        return charts.rejection_rate_trend(rows)
+        return charts.rejection_rate_trend(rows, settings.chart_months)
     rows = query(
         settings,
         f"select * from {m}.lifecycle_stats where period = 'month' and stage = 'lead_time' order by submission_month",
     )
-    return charts.lead_time_trend(rows)
+    return charts.lead_time_trend(rows, settings.chart_months)
 
 
 def build_publish_asset(settings: Settings, marts: list[dg.AssetKey]) -> dg.AssetsDefinition:

@@ -1,6 +1,7 @@
 """Small PNG charts for the Dagster UI: a trend at a glance in an asset's materialization metadata.
 
 Rendered off-screen (Agg) and embedded in markdown as a data URL, so nothing is written to disk.
+They show the last months only (`chart_months`), a month without orders as a gap.
 """
 
 from __future__ import annotations
@@ -30,26 +31,36 @@ def _figure():
     return plt.subplots(figsize=(6, 3))
 
 
-def lead_time_trend(rows: list[dict]) -> dg.MetadataValue:
+def _window(rows: list[dict], months: int):
+    import pandas as pd
+
+    from covage_pipeline.monthly import last_months
+
+    return last_months(pd.DataFrame(rows, columns=list(rows[0]) if rows else ["submission_month"]), months)
+
+
+def lead_time_trend(rows: list[dict], months: int) -> dg.MetadataValue:
     """Median and p90 delivery lead time (days) by month of submission."""
     fig, ax = _figure()
-    months = [r["submission_month"] for r in rows]
-    ax.plot(months, [r["median_hours"] / 24 for r in rows], marker="o", label="median")
-    ax.plot(months, [r["p90_hours"] / 24 for r in rows], marker="o", label="p90")
-    ax.set_title("Delivery lead time by month of submission")
+    df = _window(rows, months)
+    if not df.empty:
+        ax.plot(df["submission_month"], df["median_hours"].astype(float) / 24, marker="o", label="median")
+        ax.plot(df["submission_month"], df["p90_hours"].astype(float) / 24, marker="o", label="p90")
+        ax.legend()
+    ax.set_title(f"Delivery lead time by month of submission (last {months} months)")
     ax.set_xlabel("month of submission")
     ax.set_ylabel("days")
-    ax.legend()
     fig.autofmt_xdate()
     return _png_markdown(fig, "lead time trend")
 
 
-def rejection_rate_trend(rows: list[dict]) -> dg.MetadataValue:
+def rejection_rate_trend(rows: list[dict], months: int) -> dg.MetadataValue:
     """Rejection rate (% of submitted orders) by month of submission."""
     fig, ax = _figure()
-    months = [r["submission_month"] for r in rows]
-    ax.bar(months, [100 * float(r["rejection_rate"]) for r in rows], width=20)
-    ax.set_title("Rejection rate by month of submission")
+    df = _window(rows, months)
+    if not df.empty:
+        ax.bar(df["submission_month"], 100 * df["rejection_rate"].astype(float), width=20)
+    ax.set_title(f"Rejection rate by month of submission (last {months} months)")
     ax.set_xlabel("month of submission")
     ax.set_ylabel("% of submitted orders")
     fig.autofmt_xdate()

@@ -578,7 +578,7 @@ def history(
     words. With --live, the events the API lists for the object now (a uuid only), in the order it
     lists them, each with what its type means.
     """
-    from .warehouse import WarehouseMissing, timeline
+    from .warehouse import WarehouseMissing, forecasts, timeline
 
     settings = _settings()
     try:
@@ -603,6 +603,29 @@ def history(
     console.print(table)
     if any(r.get("is_event_date_fallback") for r in rows):
         console.print("* event_date unreadable: creation_date shown instead")
+    if not live:
+        for forecast in forecasts(settings, sorted({r["object_uuid"] for r in rows})):
+            console.print(_forecast_line(forecast))
+
+
+def _forecast_line(f: dict) -> str:
+    """An open order's delivery forecast, in a sentence (the mart open_order_forecast)."""
+    if f["p50_completed_at"] is None:
+        return f"Open, {f['stage']} for {f['days_in_stage']:.1f} days: too few comparable orders for a forecast."
+    p90 = f"{f['p90_completed_at']:%Y-%m-%d}" if f["p90_completed_at"] is not None else "beyond the data"
+    basis = f"{f['compared_with']}, {_count(f['comparable_orders'], 'comparable order')}"
+    if f["uses_appointment"]:
+        basis += f"; not before its appointment on {f['appointment_start']:%Y-%m-%d}"
+    return (
+        f"Forecast: delivered by {f['p50_completed_at']:%Y-%m-%d} (1 in 2), by {p90} (9 in 10); "
+        f"{f['stage']} for {f['days_in_stage']:.1f} days ({basis})"
+        + (
+            f"; {100 * f['probability_not_completed']:.0f} % of such orders ended otherwise"
+            if f["probability_not_completed"]
+            else ""
+        )
+        + "."
+    )
 
 
 def _count(n: int, noun: str) -> str:

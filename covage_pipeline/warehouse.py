@@ -105,6 +105,15 @@ def timeline(settings: Settings, key: str) -> list[dict]:
     )
 
 
+def forecasts(settings: Settings, order_uuids: list[str]) -> list[dict]:
+    """The delivery forecast of those of the orders still open (the mart open_order_forecast)."""
+    if not order_uuids:
+        return []
+    marks = ", ".join("?" for _ in order_uuids)
+    sql = f"select * from {{marts}}.open_order_forecast where order_uuid in ({marks}) order by order_uuid"
+    return marts_rows(settings, sql, order_uuids)
+
+
 def last_info_message(settings: Settings, order_uuid: str) -> datetime | None:
     """creation_date of the newest order-info on this order, as the warehouse knows it."""
     sql = f"select max(creation_date) as newest from {_events(settings)} where object_uuid = ? and type = 'order-info'"

@@ -14,7 +14,7 @@ from dagster_dlt import DagsterDltResource
 from covage_pipeline.settings import Settings, load_settings
 
 from .alerts import build_alert_sensor
-from .dbt import build_dbt_assets, build_publish_asset, dbt_project, dbt_resource
+from .dbt import build_dbt_assets, build_forecast_check, build_publish_asset, dbt_project, dbt_resource
 from .dlt import build_ingestion_assets, build_ingestion_checks
 from .operations import DAILY_JOB, INGEST_JOB, build_jobs, build_prune_job, build_schedules
 from .reports import build_reports_asset
@@ -31,7 +31,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     prune = build_prune_job(settings.retention_days)
     return dg.Definitions(
         assets=[build_ingestion_assets(settings), build_reports_asset(settings), dbt_assets, publish],
-        asset_checks=build_ingestion_checks(settings, timedelta(minutes=settings.freshness_minutes)),
+        asset_checks=[
+            *build_ingestion_checks(settings, timedelta(minutes=settings.freshness_minutes)),
+            build_forecast_check(settings),
+        ],
         jobs=[*jobs, prune],
         schedules=build_schedules(settings, jobs, prune),
         sensors=[build_alert_sensor(settings)],

@@ -201,3 +201,65 @@ EDGE_EVENTS: list[dict] = [
     _edge("x-m3", "ord-m", "order-acknowledged", 3600, created=3602),
     _edge("x-m2", "ord-m", "order-running", 3600, created=3601),
 ]
+
+
+# A third log, for the delivery forecast (kept apart, its expected forecasts worked out by hand in
+# test_marts_handwritten.py). Hours after FORECAST_T0; the latest event, at AS_OF = 400 h, is the
+# feed's now. Twenty finished orders teach: T01..T20, submitted at hour k, acknowledged 1 h and
+# running 2 h later, completed 10 x k hours after running began (10, 20, ..., 200 h running).
+# Open at AS_OF: O1 running for 5 h; O2 running for 155 h (stuck); O3 running for 5 h and
+# saturated since 3 h; O4 acknowledged for 9 h with an appointment agreed at 800 h after AS_OF.
+FORECAST_T0 = datetime(2026, 7, 6)
+AS_OF = 400
+
+
+def _f(uuid, obj, type_, hours, data=None) -> dict:
+    instant = (FORECAST_T0 + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return {
+        "event_uuid": uuid,
+        "type": type_,
+        "object_type": "order",
+        "object_uuid": obj,
+        "event_date": instant,
+        "creation_date": instant,
+        "data": data,
+    }
+
+
+def _teacher(k: int) -> list[dict]:
+    order = f"ord-t{k:02d}"
+    return [
+        _f(f"f-t{k:02d}-1", order, "order-submitted", k, _ref(f"RT{k:02d}")),
+        _f(f"f-t{k:02d}-2", order, "order-acknowledged", k + 1),
+        _f(f"f-t{k:02d}-3", order, "order-running", k + 2),
+        _f(f"f-t{k:02d}-4", order, "order-completed", k + 2 + 10 * k, {"endpoints": [], "service_uuid": f"svc-t{k}"}),
+    ]
+
+
+def _open(name: str, submitted: float, running: float | None) -> list[dict]:
+    order = f"ord-{name}"
+    events = [
+        _f(f"f-{name}-1", order, "order-submitted", AS_OF - submitted, _ref(f"R{name.upper()}")),
+        _f(f"f-{name}-2", order, "order-acknowledged", AS_OF - submitted + 1),
+    ]
+    if running is not None:
+        events.append(_f(f"f-{name}-3", order, "order-running", AS_OF - running))
+    return events
+
+
+FORECAST_EVENTS: list[dict] = [
+    *[event for k in range(1, 21) for event in _teacher(k)],
+    *_open("o1", 7, 5),
+    _f("f-o1-4", "ord-o1", "order-info", AS_OF, {"message": "the latest event: the feed's now"}),
+    *_open("o2", 157, 155),
+    *_open("o3", 7, 5),
+    _f("f-o3-4", "ord-o3", "order-localloop-saturation", AS_OF - 3),
+    *_open("o4", 10, None),
+    _f(
+        "f-o4-3",
+        "ord-o4",
+        "order-appointment-agreed",
+        AS_OF - 8,
+        {"start_date": (FORECAST_T0 + timedelta(hours=AS_OF + 800)).isoformat(), "end_date": None},
+    ),
+]

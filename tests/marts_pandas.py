@@ -592,3 +592,128 @@ def normalise(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+# -- the delivery forecast, at the feed's now, written again from the rules in forecast.yml
+VOIDS_APPOINTMENT = {
+    "order-appointment-declined",
+    "order-appointment-deferred",
+    "order-appointment-missed",
+    "order-requalified",
+    "order-localloop-saturation",
+}
+TOLERANCE = 1e-9
+
+
+def _stretches(ev: pd.DataFrame, orders_df: pd.DataFrame) -> pd.DataFrame:
+    """Each order's time in one non-final status, to the next status event."""
+    o = orders_df.set_index("order_uuid")
+    rows = []
+    statuses = ev[(ev["object_type"] == "order") & ev["type"].isin(list(STATUS))]
+    for order_uuid, g in statuses.groupby("object_uuid", sort=False):
+        times = list(g["business"])
+        for i, type_ in enumerate(g["type"]):
+            if STATUS[type_] in FINAL:
+                continue
+            rows.append(
+                {
+                    "order_uuid": order_uuid,
+                    "stage": STATUS[type_],
+                    "entered": times[i],
+                    "left": times[i + 1] if i + 1 < len(times) else None,
+                    "submitted": o.at[order_uuid, "submitted_at"],
+                    "saturated": o.at[order_uuid, "saturated_at"],
+                    "outcome": o.at[order_uuid, "outcome"],
+                    "ended": o.at[order_uuid, "status_since"] if o.at[order_uuid, "is_final"] else None,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _km_quantiles(remaining: list[float], completed: list[bool]) -> tuple[float | None, float | None]:
+    """Kaplan-Meier: the first time the share not yet completed falls to 1/2, and to 1/10."""
+    survival, p50, p90 = 1.0, None, None
+    for t in sorted(set(remaining)):
+        at_risk = sum(1 for r in remaining if r >= t)
+        done = sum(1 for r, c in zip(remaining, completed, strict=True) if r == t and c)
+        if done:
+            survival *= 1 - done / at_risk
+            if p50 is None and survival <= 0.5 + TOLERANCE:
+                p50 = t
+            if survival <= 0.1 + TOLERANCE:
+                p90 = t
+                break
+    return p50, p90
+
+
+def open_order_forecast(ev: pd.DataFrame, orders_df: pd.DataFrame, min_orders: int = 20, target_days: float = 30):
+    now = ev["created"].max()
+    s = _stretches(ev, orders_df)
+    s = s[s["submitted"].notna() & (s["entered"] <= now) & (s["submitted"] <= now)].copy()
+    s["finished"] = s["ended"].notna() & (s["ended"] <= now)
+    s["until"] = [e if f else now for e, f in zip(s["ended"], s["finished"], strict=True)]
+    s["stage_until"] = [lt if lt is not None and not pd.isna(lt) and lt <= now else now for lt in s["left"]]
+    s["done"] = s["finished"] & (s["outcome"] == "completed")
+    open_now = s[(s["left"].isna() | (s["left"] > now)) & (s["ended"].isna() | (s["ended"] > now))]
+    per_order = s.drop_duplicates("order_uuid")
+    o = orders_df.set_index("order_uuid")
+    agreed = ev[(ev["type"] == "order-appointment-agreed") & (ev["business"] <= now)].copy()
+    agreed["start"] = agreed["start_date"].map(read_time)
+    voids = ev[ev["type"].isin(VOIDS_APPOINTMENT)]
+    rows = []
+    for row in open_now.itertuples():
+        in_stage = (now - row.entered) / HOUR
+        age = (now - row.submitted) / HOUR
+        saturated = row.saturated is not None and not pd.isna(row.saturated) and row.saturated <= now
+        others = s[s["order_uuid"] != row.order_uuid]
+        same = others[(others["stage"] == row.stage) & ((others["stage_until"] - others["entered"]) / HOUR >= in_stage)]
+        point = same["entered"] + pd.Timedelta(hours=in_stage)
+        same_sat = same[(same["saturated"].notna() & (same["saturated"] <= point)) == saturated]
+        elders = per_order[(per_order["order_uuid"] != row.order_uuid)]
+        elders = elders[(elders["until"] - elders["submitted"]) / HOUR >= age]
+        levels = {}
+        for level, frame, start in (
+            (1, same_sat, same_sat["entered"] + pd.Timedelta(hours=in_stage)),
+            (2, same, point),
+            (3, elders, elders["submitted"] + pd.Timedelta(hours=age)),
+        ):
+            if len(frame):
+                levels[level] = (frame, list((frame["until"] - start) / HOUR))
+        enough = [lv for lv, (f, _) in levels.items() if f["done"].sum() >= min_orders]
+        level = min(enough) if enough else max(levels, default=None)
+        out = {"order_uuid": row.order_uuid, "stage": row.stage, "is_saturated": saturated, "forecast_at": now}
+        mine = agreed[(agreed["object_uuid"] == row.order_uuid) & (agreed["start"] > now)]
+        live = [
+            start
+            for start, at in zip(mine["start"], mine["business"], strict=True)
+            if not (
+                (voids["object_uuid"] == row.order_uuid) & (voids["business"] > at) & (voids["business"] <= now)
+            ).any()
+        ]
+        appointment = max(live) if live else None
+        if level is None:
+            out.update(compared_with=None, comparable_orders=0, completed_orders=0, p50=None, p90=None)
+        else:
+            frame, remaining = levels[level]
+            p50, p90 = _km_quantiles(remaining, list(frame["done"]))
+            finished = int(frame["finished"].sum())
+            out.update(
+                compared_with={1: "stage and saturation", 2: "stage", 3: "all orders"}[level],
+                comparable_orders=len(frame),
+                completed_orders=int(frame["done"].sum()),
+                probability_not_completed=(finished - int(frame["done"].sum())) / finished if finished else None,
+                p50=p50,
+                p90=p90,
+            )
+        for q in ("p50", "p90"):
+            at = now + pd.Timedelta(hours=out[q]) if out[q] is not None else None
+            if at is not None and appointment is not None:
+                at = max(at, appointment)
+            out[f"{q}_completed_at"] = at
+        out["appointment_start"] = appointment
+        p50_at = out["p50_completed_at"]
+        out["is_forecast_late"] = (
+            p50_at is not None and (p50_at - o.at[row.order_uuid, "submitted_at"]) / HOUR / 24 > target_days
+        )
+        rows.append(out)
+    return rows

@@ -455,3 +455,31 @@ def test_the_failure_paths_say_why_and_keep_the_analysts_copy(setup):
     materialized = {e.asset_key for e in blocked.get_asset_materialization_events()}
     assert ANALYSTS_COPY_KEY not in materialized
     assert copy.stat().st_mtime_ns == published  # the analysts still read the last good copy
+
+
+def test_the_forecast_check_warns_when_past_forecasts_were_off(tmp_path):
+    """The check reads forecast_calibration: too few judged forecasts pass (nothing to say yet);
+    enough, and a p90 met 60% of the time, fail with a warning."""
+    import duckdb
+
+    from covage_pipeline.settings import load_settings
+    from dagster_defs.dbt import FORECASTS_TO_JUDGE, build_forecast_check
+
+    settings = load_settings(data_dir=tmp_path)
+    check = build_forecast_check(settings)
+
+    def verdict(judged: int, p50: float, p90: float) -> dg.AssetCheckResult:
+        with duckdb.connect(str(settings.duckdb_path)) as con:
+            con.execute("create schema if not exists main_marts")
+            con.execute(
+                "create or replace table main_marts.forecast_calibration as select 'overall' as period, "
+                "? as orders_forecast, ? as share_completed_by_p50, ? as share_completed_by_p90",
+                [judged, p50, p90],
+            )
+        return check()
+
+    assert verdict(FORECASTS_TO_JUDGE - 1, 0.1, 0.6).passed
+    off = verdict(FORECASTS_TO_JUDGE, 0.48, 0.6)
+    assert not off.passed and off.severity == dg.AssetCheckSeverity.WARN
+    assert off.metadata["verdict"].value == "off"
+    assert verdict(FORECASTS_TO_JUDGE * 5, 0.52, 0.88).passed

@@ -14,7 +14,7 @@ from covage_pipeline.pipeline import ingest
 from covage_pipeline.warehouse import query
 
 from .conftest import make_config
-from .eventlog import APRIL, EDGE_EVENTS, EDGES, EVENTS, MARCH, at
+from .eventlog import APRIL, AS_OF, EDGE_EVENTS, EDGES, EVENTS, FORECAST_EVENTS, FORECAST_T0, MARCH, at
 from .extraction import settings_for
 
 D = 24.0  # hours in a day
@@ -619,3 +619,86 @@ def test_simultaneous_events_follow_the_lifecycle_not_their_arrival(edge_marts):
     assert variant == [{"variant": "submitted > acknowledged > running"}]
     order = edge_marts("select current_status, status_since from main_marts.orders where order_uuid = 'ord-m'")
     assert order == [{"current_status": "running", "status_since": EDGES + timedelta(hours=1)}]
+
+
+@pytest.fixture(scope="module")
+def forecast_marts(tmp_path_factory):
+    """The forecast log (tests/eventlog.py, FORECAST_EVENTS), the same real way."""
+    from covage_pipeline.emulator import running_emulator
+
+    config = make_config(orders=0, reference_examples=False, start=FORECAST_T0 + timedelta(hours=AS_OF + 1))
+    with running_emulator(config) as emu:
+        assert emu.store.replay(FORECAST_EVENTS) == len(FORECAST_EVENTS)
+        settings = settings_for(emu, tmp_path_factory.mktemp("forecast"))
+        ingest(settings)
+        result = build(settings)
+        assert result.success, (result.error, result.failures)
+
+        def rows(sql: str) -> list[dict]:
+            return query(settings, sql)
+
+        rows.settings = settings
+        yield rows
+
+
+def test_the_delivery_forecast_worked_out_by_hand(forecast_marts):
+    """Kaplan-Meier over the comparable orders, censored where still open, narrowest comparison
+    with 20 completions, else the widest; an appointment ahead is a floor."""
+    now = FORECAST_T0 + timedelta(hours=AS_OF)
+
+    def hours(h: float) -> datetime:
+        return now + timedelta(hours=h)
+
+    # O1 (running 5 h): the 20 teachers (remaining 10k - 5 h) and O2 censored at 150 h. Share still
+    # waiting after the j-th completion: (21 - j) / 21 up to j = 15; 10/21 <= 1/2 at j = 11 (105 h).
+    # After O2 leaves: 6/21 x 4/5 x 3/4 x 2/3 x 1/2 = 0.057 <= 1/10 at j = 19 (185 h).
+    # O3 (saturated): nobody saturated at that point: by stage, with O1 censored at 0 h: the same.
+    # O2 (running 155 h, stuck): 5 teachers ran that long (k = 16..20), too few at every level:
+    # the widest, every order as old (157 h): remaining 5, 15, 25, 35, 45 h: 1/2 at 25 h, 1/10 at 45 h.
+    # O4 (acknowledged 9 h, nobody stayed that long): every order as old (10 h): teachers at 10k - 8 h,
+    # O2 censored at 147 h: 102 h and 182 h, both before its appointment at +800 h, the floor; that
+    # is 810 h after its submission, more than the 30 days of delivery_target_days: late.
+    expected = {
+        "ord-o1": ("running", False, "stage and saturation", 21, 20, hours(105), hours(185), None),
+        "ord-o2": ("running", False, "all orders", 5, 5, hours(25), hours(45), None),
+        "ord-o3": ("running", True, "stage", 22, 20, hours(105), hours(185), None),
+        "ord-o4": ("acknowledged", False, "all orders", 21, 20, hours(800), hours(800), hours(800)),
+    }
+    rows = forecast_marts("select * from main_marts.open_order_forecast")
+    assert {r["order_uuid"] for r in rows} == set(expected)
+    for row in rows:
+        stage, saturated, compared, n, completed, p50, p90, appointment = expected[row["order_uuid"]]
+        assert (row["stage"], row["is_saturated"], row["compared_with"]) == (stage, saturated, compared), row
+        assert (row["comparable_orders"], row["completed_orders"]) == (n, completed), row
+        assert abs((row["p50_completed_at"] - p50).total_seconds()) < 1, row
+        assert abs((row["p90_completed_at"] - p90).total_seconds()) < 1, row
+        assert row["appointment_start"] == appointment and row["uses_appointment"] == (appointment is not None)
+        assert row["probability_not_completed"] == 0.0 and row["forecast_at"] == now
+        assert row["is_forecast_late"] == (row["order_uuid"] == "ord-o4")
+    o4 = forecast_marts("select * from main_intermediate.int_order_forecasts where is_now and order_uuid = 'ord-o4'")
+    assert [(round(r["p50_remaining_hours"], 6), round(r["p90_remaining_hours"], 6)) for r in o4] == [(102, 182)]
+    from covage_pipeline.headlines import headline_figures
+
+    figures = {(f.section, f.label): f.value for f in headline_figures(forecast_marts.settings)}
+    assert figures[("Backlog", "forecast late (p50 past 30 days)")] == "1"
+    # `covage history` tells it, for an order open now (by its reference), not for a finished one
+    from typer.testing import CliRunner
+
+    from covage_pipeline.cli import app
+    from covage_pipeline.publish import publish_marts
+
+    publish_marts(forecast_marts.settings)
+    env = {"COVAGE_DATA_DIR": str(forecast_marts.settings.data_dir)}
+    told = CliRunner().invoke(app, ["history", "RO4"], env=env, terminal_width=200)
+    assert told.exit_code == 0, told.output
+    assert (
+        "Forecast: delivered by 2026-08-25 (1 in 2), by 2026-08-25 (9 in 10); acknowledged for 0.4 days" in told.output
+    )  # AS_OF + 800 h
+    assert "all orders, 21 comparable orders; not before its appointment on 2026-08-25" in told.output
+    finished = CliRunner().invoke(app, ["history", "RT03"], env=env, terminal_width=200)
+    assert finished.exit_code == 0 and "Forecast" not in finished.output
+    # no order was open at an earlier weekly cutoff: nothing to judge yet, and no division by zero
+    overall = forecast_marts("select * from main_marts.forecast_calibration where period = 'overall'")
+    assert overall == [{"period": "overall", "forecast_date": None, "orders_forecast": 0, "orders_completed": 0,
+                        "share_completed_by_p50": None, "share_completed_by_p90": None,
+                        "mean_abs_error_days": None, "naive_mean_abs_error_days": None}]  # fmt: skip

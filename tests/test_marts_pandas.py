@@ -194,3 +194,34 @@ def test_endpoints_and_report_files(built):
         for r in query("select event_uuid, order_uuid, file_label, file_url from main_staging.stg_cri_files")
     }
     assert files == pdm.cri_files(ev) and files
+
+
+def test_open_order_forecast(built):
+    """Every open order's forecast (comparison, counts, p50 and p90 dates with the appointment
+    floor, lateness) as an independent Kaplan-Meier in plain Python computes it."""
+    from datetime import timedelta
+
+    query, ev, orders = built
+    expected = {r["order_uuid"]: r for r in pdm.open_order_forecast(ev, orders)}
+    got = {r["order_uuid"]: r for r in query("select * from main_marts.open_order_forecast")}
+    assert set(got) == set(expected) and len(got) > 50
+    assert {r["compared_with"] for r in got.values()} >= {"stage and saturation", "all orders"}
+    assert any(r["uses_appointment"] for r in got.values())
+
+    def close(a, b) -> bool:
+        return (a is None and b is None) or (a is not None and b is not None and abs(a - b) < timedelta(seconds=1))
+
+    for uuid, want in expected.items():
+        row = got[uuid]
+        assert (row["stage"], row["is_saturated"], row["compared_with"]) == (
+            want["stage"], want["is_saturated"], want["compared_with"]), uuid  # fmt: skip
+        assert (row["comparable_orders"], row["completed_orders"]) == (
+            want["comparable_orders"], want["completed_orders"]), uuid  # fmt: skip
+        assert close(row["p50_completed_at"], want["p50_completed_at"]), (uuid, row, want)
+        assert close(row["p90_completed_at"], want["p90_completed_at"]), (uuid, row, want)
+        assert row["appointment_start"] == want["appointment_start"], uuid
+        assert row["is_forecast_late"] == want["is_forecast_late"], uuid
+        p = want.get("probability_not_completed")
+        assert (row["probability_not_completed"] is None and p is None) or math.isclose(
+            row["probability_not_completed"], p, abs_tol=1e-12
+        ), uuid

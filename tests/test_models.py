@@ -122,6 +122,21 @@ def test_every_model_and_column_is_documented(warehouse):
         assert {name: col.get("data_type") for name, col in node["columns"].items()} == built, unique_id
 
 
+def test_a_release_that_adds_a_catalogue_column_builds_on_an_old_warehouse(warehouse):
+    """A warehouse built by an earlier release holds the event catalogue without a newer column:
+    the next `covage build` (not a full refresh) reloads it whole instead of failing."""
+    import duckdb
+
+    _, settings = warehouse
+    assert build(settings).success
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("alter table main_staging.event_types drop column cancels_appointment")
+    result = build(settings)
+    assert result.success, result.error
+    columns = {r["column_name"] for r in query(settings, "describe main_staging.event_types")}
+    assert "cancels_appointment" in columns
+
+
 def test_every_description_reads_as_rendered():
     """As dbt docs and the Dagster UI show them: no Jinja left, and a doc block only ever stands as
     a paragraph of its own, never in the middle of a sentence."""

@@ -35,6 +35,8 @@ MARTS = [
     ("data_quality_issues", ("issue", "event_uuid")),
     ("data_quality_summary", ("issue",)),
     ("provider_lateness", ("grain", "event_type")),
+    ("open_order_forecast", ("order_uuid",)),
+    ("forecast_calibration", ("period", "forecast_date")),
 ]
 STAGING = [
     ("stg_events", ("event_uuid",)),

@@ -74,6 +74,11 @@ def test_notebook_runs_and_draws_its_figures(name, marts_db, monkeypatch):
     ]
     assert len(tables) == {"order_lifecycle": 2, "rejections_and_saturation": 2, "order_history": 0}[name]
     assert not any("2017-" in table for table in tables)
+    if name == "order_history":  # the default order is finished: it says so, then the open orders' forecasts
+        printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+        assert "a forecast is for open orders" in printed
+        forecast_table = nb.cells[-1].outputs[-1]["data"]["text/plain"]
+        assert "p90_completed_at" in forecast_table and len(forecast_table.splitlines()) > 3
 
 
 def test_monthly_window_keeps_the_last_months_and_shows_gaps():

@@ -136,6 +136,41 @@ def _chart(settings: Settings, mart: str) -> dg.MetadataValue:
     return charts.lead_time_trend(rows, settings.chart_months)
 
 
+FORECAST_CALIBRATION_KEY = dg.AssetKey(["marts", "forecast_calibration"])
+# fewer past forecasts whose answer is known than this, and the shares say little yet
+FORECASTS_TO_JUDGE = 100
+
+
+def build_forecast_check(settings: Settings) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=FORECAST_CALIBRATION_KEY,
+        pool=POOL,
+        description=(
+            "Past delivery forecasts were calibrated: of the orders forecast at past weekly cutoffs, "
+            "90% +/- 5 points completed by their p90 date and 50% +/- 10 by their p50 date "
+            f"(judged from {FORECASTS_TO_JUDGE} forecasts whose answer is known)."
+        ),
+    )
+    def forecast_is_calibrated() -> dg.AssetCheckResult:
+        row = query(settings, f"select * from {settings.marts_schema}.forecast_calibration where period = 'overall'")[0]
+        judged = row["orders_forecast"] or 0
+        p50, p90 = row["share_completed_by_p50"], row["share_completed_by_p90"]
+        enough = judged >= FORECASTS_TO_JUDGE
+        passed = not enough or (abs(float(p90) - 0.9) <= 0.05 and abs(float(p50) - 0.5) <= 0.1)
+        return dg.AssetCheckResult(
+            passed=passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "forecasts_judged": judged,
+                "share_completed_by_p50": float(p50) if p50 is not None else -1.0,
+                "share_completed_by_p90": float(p90) if p90 is not None else -1.0,
+                "verdict": "calibrated" if enough and passed else "off" if enough else "too few to judge yet",
+            },
+        )
+
+    return forecast_is_calibrated
+
+
 def build_publish_asset(settings: Settings, marts: list[dg.AssetKey]) -> dg.AssetsDefinition:
     @dg.asset(
         key=ANALYSTS_COPY_KEY,

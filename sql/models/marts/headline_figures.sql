@@ -45,6 +45,14 @@ backlog as (
 
 ),
 
+forecast as (
+
+    select count(case when is_forecast_late then 1 end) as late from {{ ref('open_order_forecast') }}
+
+),
+
+calibration as (select * from {{ ref('forecast_calibration') }} where period = 'overall'),
+
 figures as (
 
     select 1 as position, 'Orders' as section, 'orders' as figure, cast(orders as double precision) as value,
@@ -80,6 +88,10 @@ figures as (
     union all select 60, 'Backlog', 'open orders', open_orders, 'count', null from backlog
     union all select 61, 'Backlog', 'stuck', stuck, 'count', null from backlog
     union all select 62, 'Backlog', 'oldest open order', oldest, 'days', null from backlog
+    union all select 63, 'Backlog', 'forecast late (p50 past {{ var("delivery_target_days") }} days)', late, 'count', null
+        from forecast
+    union all select 64, 'Backlog', 'past forecasts met by their p90 date', share_completed_by_p90, 'share', null
+        from calibration
     union all select 70 + row_number() over (order by events desc, issue), 'Data quality', replace(issue, '_', ' '),
         events, 'events', null
         from {{ ref('data_quality_summary') }}

@@ -139,19 +139,48 @@ MUTATIONS = (
     # -- Dagster
     Mutation(
         "the asset check on the cursor always passes",
-        "dagster_defs/ingestion.py",
+        "dagster_defs/dlt/__init__.py",
         "passed=latest >= previous",
         "passed=True",
         ("tests/test_dagster.py::test_the_asset_checks_fail_on_what_they_guard",),
     ),
     Mutation(
         "the ingestion asset without its pool and warehouse tag",
-        "dagster_defs/ingestion.py",
+        "dagster_defs/dlt/__init__.py",
         "        pool=POOL,\n        op_tags=WAREHOUSE_TAGS,\n",
         "",
         ("tests/test_dagster.py::test_every_writer_of_the_warehouse_is_in_its_pool",),
     ),
     # -- the emulator
+    # -- what analysts see (the story's order, durations) and the delivery forecast
+    Mutation(
+        "simultaneous events ordered by arrival, not by the lifecycle",
+        "sql/models/intermediate/int_object_events.sql",
+        "order by business_time, lifecycle_rank nulls last, creation_date, event_uuid",
+        "order by business_time, creation_date, event_uuid",
+        ("tests/test_marts_handwritten.py::test_simultaneous_events_follow_the_lifecycle_not_their_arrival",),
+    ),
+    Mutation(
+        "negative stage durations kept in the statistics",
+        "sql/models/marts/lifecycle_stats.sql",
+        "where {{ stage }}_hours >= 0",
+        "where {{ stage }}_hours is not null",
+        ("tests/test_marts_handwritten.py::test_lifecycle_stats",),
+    ),
+    Mutation(
+        "the forecast learns only from orders already finished (censored ones left out)",
+        "sql/models/intermediate/int_order_forecasts.sql",
+        "inner join stages on stages.entered_at <= cutoffs.cutoff and stages.submitted_at <= cutoffs.cutoff",
+        "inner join stages on stages.ended_at <= cutoffs.cutoff and stages.submitted_at <= cutoffs.cutoff",
+        ("tests/test_marts_handwritten.py::test_the_delivery_forecast_worked_out_by_hand",),
+    ),
+    Mutation(
+        "the forecast ignores the time already spent in the stage",
+        "sql/models/intermediate/int_order_forecasts.sql",
+        "{{ hours_between('stages.entered_at', 'cutoffs.cutoff') }} as hours_in_stage,",
+        "0.0 as hours_in_stage,",
+        ("tests/test_marts_handwritten.py::test_the_delivery_forecast_worked_out_by_hand",),
+    ),
     Mutation(
         "the emulator's after made inclusive",
         "covage_pipeline/emulator/store.py",

@@ -185,7 +185,10 @@ survival as (
         *,
         case
             when max(case when completions = still_observed then 1 else 0 end) over running = 1 then 0.0
-            else exp(sum(case when completions > 0 then ln(1.0 - 1.0 * completions / still_observed) else 0 end)
+            else exp(sum(
+                case when completions > 0 and completions < still_observed
+                    then ln(1.0 - 1.0 * completions / still_observed) else 0 end
+            )
                 over running)
         end as not_yet_completed
     from at_risk

@@ -7,6 +7,9 @@ of every Dagster process over time (and its trend), the disk used per run, and w
 warehouse equals the emulator's ground truth at the end (no duplicate, nothing missing).
 
     .venv/bin/python benchmarks/soak.py [--minutes 15] [--speed 300]
+
+Run it from a checkout nobody edits meanwhile: each Dagster run imports the code and reads the
+dbt project afresh, so an edit during the soak shows up as failed runs.
 """
 
 from __future__ import annotations
@@ -33,6 +36,25 @@ RUNS = """
 { runsOrError(limit: 1000) { ... on Runs { results {
     runId jobName status creationTime startTime endTime tags { key value } } } } }
 """
+
+
+FAILURES = """
+query Failure($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection { events {
+    __typename ... on MessageEvent { message } ... on ExecutionStepFailureEvent { error { message } }
+    ... on RunFailureEvent { message } } } } }
+"""
+
+
+def failure_reasons(url: str, run_id: str) -> list[str]:
+    """What the run's failure events say (first line of each)."""
+    response = httpx.post(f"{url}/graphql", json={"query": FAILURES, "variables": {"runId": run_id}}, timeout=60)
+    events = response.json()["data"]["logsForRun"].get("events", [])
+    reasons = []
+    for event in events:
+        if event["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent"):
+            text = (event.get("error") or {}).get("message") or event.get("message") or ""
+            reasons.append(text.strip().splitlines()[0][:300] if text.strip() else event["__typename"])
+    return reasons
 
 
 def graphql(url: str, query: str) -> dict:
@@ -153,6 +175,7 @@ def main() -> None:
             disk.append((now, disk_mb(data)))
             time.sleep(20)
         runs = graphql(ui, RUNS)["runsOrError"]["results"]
+        failed = {r["runId"]: failure_reasons(ui, r["runId"]) for r in runs if r["status"] == "FAILURE"}
     finally:
         if dagster is not None:
             os.killpg(dagster.pid, signal.SIGTERM)
@@ -190,9 +213,17 @@ def main() -> None:
             f"ingest {cli_ingest:.1f} s + build {cli_build:.1f} s = {cli_total:.1f} s "
             f"(ratio {statistics.median(walls) / cli_total:.2f})"
         )
+    for run_id, reasons in failed.items():
+        print(f"failed run {run_id[:8]}: " + (" | ".join(reasons) or "no failure event"))
     for name, samples in sorted(memory.items()):
         first, last = samples[0][1], samples[-1][1]
-        print(f"RSS {name:<12} {first:6.0f} -> {last:6.0f} MB, trend {slope_per_hour(samples):+.1f} MB/h")
+        # the trend once warmed up (the code server loads the definitions and dbt's manifest at
+        # its first run): from the first quarter of the soak on
+        warm = [(t, mb) for t, mb in samples if t >= samples[-1][0] / 4]
+        print(
+            f"RSS {name:<12} {first:6.0f} -> {last:6.0f} MB (warm from {warm[0][1]:.0f} MB), "
+            f"trend once warm {slope_per_hour(warm):+.1f} MB/h (whole run {slope_per_hour(samples):+.1f})"
+        )
     if finished and len(disk) > 2:
         per_run = (disk[-1][1] - disk[len(disk) // 4][1]) / max(1, len(finished) * 3 // 4)
         print(f"disk: {disk[-1][1]:.0f} MB in the data dir, about {per_run:.2f} MB a run once warmed up")
@@ -200,9 +231,10 @@ def main() -> None:
         print(f"covage sql: median {statistics.median(sql_seconds):.2f} s, max {max(sql_seconds):.2f} s")
     exact = len(stored) == len(set(stored)) and set(stored) == truth
     print(f"warehouse equals the ground truth: {exact} ({len(stored):,} rows, {len(truth):,} events)")
-    shutil.rmtree(tmp, ignore_errors=True)
     if not exact or by_status.get("FAILURE"):
+        print(f"kept for a look: {tmp} (dagster.log, the data dir)")
         raise SystemExit(1)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ HTTP, ingested by dlt, built by dbt."""
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -20,14 +22,15 @@ from .extraction import settings_for
 D = 24.0  # hours in a day
 
 
-@pytest.fixture(scope="module")
-def marts(tmp_path_factory):
+@contextmanager
+def built_from(log: list[dict], folder: Path, start: datetime = datetime(2026, 6, 1)):
+    """A hand-written log served by the emulator (clock after its last event), ingested and
+    built the real way; yields a query function carrying its settings, and the API's URL."""
     from covage_pipeline.emulator import running_emulator
 
-    config = make_config(orders=0, reference_examples=False, start=datetime(2026, 6, 1))
-    with running_emulator(config) as emu:
-        assert emu.store.replay(EVENTS) == len(EVENTS)
-        settings = settings_for(emu, tmp_path_factory.mktemp("handwritten"))
+    with running_emulator(make_config(orders=0, reference_examples=False, start=start)) as emu:
+        assert emu.store.replay(log) == len(log)
+        settings = settings_for(emu, folder)
         ingest(settings)
         result = build(settings)
         assert result.success, (result.error, result.failures)
@@ -37,6 +40,12 @@ def marts(tmp_path_factory):
 
         rows.settings = settings
         yield rows, emu.url
+
+
+@pytest.fixture(scope="module")
+def marts(tmp_path_factory):
+    with built_from(EVENTS, tmp_path_factory.mktemp("handwritten")) as built:
+        yield built
 
 
 def _same(got, want) -> bool:
@@ -585,16 +594,8 @@ def test_headline_figures_read_the_marts(marts):
 @pytest.fixture(scope="module")
 def edge_marts(tmp_path_factory):
     """The small log of rule edges (tests/eventlog.py, EDGE_EVENTS), the same real way."""
-    from covage_pipeline.emulator import running_emulator
-
-    config = make_config(orders=0, reference_examples=False, start=datetime(2026, 6, 1))
-    with running_emulator(config) as emu:
-        assert emu.store.replay(EDGE_EVENTS) == len(EDGE_EVENTS)
-        settings = settings_for(emu, tmp_path_factory.mktemp("edges"))
-        ingest(settings)
-        result = build(settings)
-        assert result.success, (result.error, result.failures)
-        yield lambda sql: query(settings, sql)
+    with built_from(EDGE_EVENTS, tmp_path_factory.mktemp("edges")) as (rows, _):
+        yield rows
 
 
 def test_a_delivery_window_includes_its_last_instant(edge_marts):
@@ -624,20 +625,8 @@ def test_simultaneous_events_follow_the_lifecycle_not_their_arrival(edge_marts):
 @pytest.fixture(scope="module")
 def forecast_marts(tmp_path_factory):
     """The forecast log (tests/eventlog.py, FORECAST_EVENTS), the same real way."""
-    from covage_pipeline.emulator import running_emulator
-
-    config = make_config(orders=0, reference_examples=False, start=FORECAST_T0 + timedelta(hours=AS_OF + 1))
-    with running_emulator(config) as emu:
-        assert emu.store.replay(FORECAST_EVENTS) == len(FORECAST_EVENTS)
-        settings = settings_for(emu, tmp_path_factory.mktemp("forecast"))
-        ingest(settings)
-        result = build(settings)
-        assert result.success, (result.error, result.failures)
-
-        def rows(sql: str) -> list[dict]:
-            return query(settings, sql)
-
-        rows.settings = settings
+    start = FORECAST_T0 + timedelta(hours=AS_OF + 1)
+    with built_from(FORECAST_EVENTS, tmp_path_factory.mktemp("forecast"), start) as (rows, _):
         yield rows
 
 

@@ -94,45 +94,42 @@ orders_then as (
 
 ),
 
--- comparable orders, from the narrowest comparison to the widest: those that were in the same
--- stage at least as long, with the same saturation state at that point (1), in the same stage
--- at least as long (2), or just as old (3); how long after that point they completed (or were
--- last seen open, or ended otherwise: both censor the observation)
-comparable as (
+-- the stretches in the same stage at least as long as the open order's, measured from the same
+-- point of the stage: how long after it they completed (or were last seen open, or ended
+-- otherwise: both censor the observation), and whether their saturation state then was the same
+same_stage as (
 
     select
         open_then.cutoff,
         open_then.order_uuid,
-        1 as comparison,
         learned.is_finished,
         learned.is_finished and learned.outcome = 'completed' as completed,
         {{ hours_between("learned.entered_at + open_then.hours_in_stage * interval '1 hour'", 'learned.observed_until') }}
-            as remaining_hours
+            as remaining_hours,
+        coalesce(
+            learned.saturated_at <= learned.entered_at + open_then.hours_in_stage * interval '1 hour', false
+        ) = open_then.is_saturated as same_saturation
     from open_then
     inner join learned
         on learned.cutoff = open_then.cutoff
         and learned.order_uuid != open_then.order_uuid
         and learned.stage = open_then.stage
         and {{ hours_between('learned.entered_at', 'learned.stage_observed_until') }} >= open_then.hours_in_stage
-        and coalesce(
-            learned.saturated_at <= learned.entered_at + open_then.hours_in_stage * interval '1 hour', false
-        ) = open_then.is_saturated
+
+),
+
+-- comparable orders, from the narrowest comparison to the widest: the same stage and saturation
+-- state (1), the same stage (2), every order just as old (3)
+comparable as (
+
+    select cutoff, order_uuid, 1 as comparison, is_finished, completed, remaining_hours
+    from same_stage
+    where same_saturation
 
     union all
 
-    select
-        open_then.cutoff,
-        open_then.order_uuid,
-        2,
-        learned.is_finished,
-        learned.is_finished and learned.outcome = 'completed',
-        {{ hours_between("learned.entered_at + open_then.hours_in_stage * interval '1 hour'", 'learned.observed_until') }}
-    from open_then
-    inner join learned
-        on learned.cutoff = open_then.cutoff
-        and learned.order_uuid != open_then.order_uuid
-        and learned.stage = open_then.stage
-        and {{ hours_between('learned.entered_at', 'learned.stage_observed_until') }} >= open_then.hours_in_stage
+    select cutoff, order_uuid, 2, is_finished, completed, remaining_hours
+    from same_stage
 
     union all
 

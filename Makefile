@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "covage-pipeline needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
 	# notebooks are committed without outputs: the nbstripout filter strips them on `git add`
 	-$(BIN)/nbstripout --install --attributes .gitattributes
 	# the dbt manifest the Dagster definitions load (they parse it themselves if it is missing)

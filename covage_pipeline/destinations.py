@@ -28,6 +28,14 @@ def make_pipeline(settings: Settings) -> dlt.Pipeline:
         if credentials.password is None:  # trust or peer authentication: dlt requires the field
             credentials.password = ""
         destination = dlt.destinations.postgres(credentials=credentials)
+    elif settings.destination == "spark":
+        # a lake: Parquet files Spark reads as tables (sql/macros/lake.sql registers them). No
+        # merge in place there (plain Parquet; Delta's and Iceberg's Spark jars are not in
+        # pyspark): the source appends only versions newer than the stored ones, and the staging
+        # model keeps the latest of each event, by the same rule
+        # the stored versions are looked up through dlt's SQL client over the files: its views must
+        # list the files the previous chunk of the same run added
+        destination = dlt.destinations.filesystem(bucket_url=settings.lake_location, always_refresh_views=True)
     elif settings.destination != "duckdb":
         # motherduck, bigquery, snowflake: credentials from dlt's own config and secrets
         # (DESTINATION__<NAME>__CREDENTIALS__...), as dlt documents for each
@@ -44,3 +52,8 @@ def make_pipeline(settings: Settings) -> dlt.Pipeline:
         dataset_name=settings.dataset,
         pipelines_dir=str(settings.pipelines_dir),
     )
+
+
+def loader_file_format(pipeline: dlt.Pipeline) -> str | None:
+    """Parquet for a lake (Spark reads it as tables); the destination's own choice elsewhere."""
+    return "parquet" if pipeline.destination and pipeline.destination.destination_name == "filesystem" else None

@@ -50,6 +50,12 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     if settings.destination == "motherduck":
         # dbt-duckdb opens md:<database>; the token comes from MOTHERDUCK_TOKEN, as MotherDuck documents
         env["COVAGE_DUCKDB_PATH"] = f"md:{settings.motherduck_database}"
+    if settings.destination == "spark":
+        env.update(
+            COVAGE_DBT_LAKE_URL=settings.lake_location,
+            COVAGE_DBT_SPARK_MASTER=settings.spark_master,
+            COVAGE_DBT_SPARK_DIR=str(settings.spark_dir),
+        )
     if settings.destination == "postgres":
         url = urlsplit(settings.resolved_postgres_url())
         env.update(

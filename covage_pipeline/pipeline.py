@@ -19,7 +19,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from .client import CovageAPIError
 from .cursor import CursorState
-from .destinations import make_pipeline
+from .destinations import loader_file_format, make_pipeline
 from .locking import WarehouseBusy, duckdb_lock_holder, retry_while_locked, writer_lock
 from .settings import Settings
 from .source import RunStats, covage_source
@@ -193,7 +193,7 @@ def _stalled_message(state: CursorState, settings: Settings) -> str:
 
 
 def _run_chunk(pipeline: dlt.Pipeline, source: DltSource, refresh: str | None) -> object:
-    return pipeline.run(source, refresh=refresh)
+    return pipeline.run(source, refresh=refresh, loader_file_format=loader_file_format(pipeline))
 
 
 def _index_event_uuid(pipeline: dlt.Pipeline, settings: Settings) -> None:

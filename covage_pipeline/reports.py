@@ -25,7 +25,7 @@ import orjson
 from .client import CovageAPIError, client_for, get_event
 from .records import is_report_payload, strip_url_tokens
 from .settings import Settings
-from .warehouse import query
+from .warehouse import raw_query
 
 TABLE = "intervention_reports"
 MAX_LINK_REFRESHES = 3
@@ -65,7 +65,7 @@ def pending_events(settings: Settings, retry_failed: bool = False, recheck: bool
     """CRI events with work to do: never archived, changed since (a newer modification_date), or,
     with `retry_failed`, with a file whose every attempt failed; with `recheck`, all of them."""
     # reports are recognised by their payload, whatever their type: the links narrow it in SQL
-    candidates = query(
+    candidates = raw_query(
         settings,
         f"select event_uuid, object_uuid, modification_date, data from {settings.dataset}.events "
         "where data is not null and cast(data as text) like '%://%'",
@@ -78,7 +78,7 @@ def pending_events(settings: Settings, retry_failed: bool = False, recheck: bool
     if recheck:
         return events
     try:
-        rows = query(
+        rows = raw_query(
             settings,
             f"select event_uuid, file_label, status, event_modification_date from {settings.dataset}.{TABLE}",
         )
@@ -239,7 +239,7 @@ def archive_reports(
 
 def list_reports(settings: Settings, order_uuid: str | None = None) -> list[dict]:
     where, params = ("where order_uuid = ?", [order_uuid]) if order_uuid else ("", [])
-    return query(
+    return raw_query(
         settings,
         f"select order_uuid, event_uuid, file_label, status, size_bytes, sha256, archived_path, reason, "
         f"downloaded_at from {settings.dataset}.{TABLE} {where} order by order_uuid, event_uuid, file_label",

@@ -57,11 +57,13 @@ _ENV = {
     "alert_webhook_url": "COVAGE_ALERT_WEBHOOK_URL",
     "dbt_project_dir": "COVAGE_DBT_PROJECT_DIR",
     "motherduck_database": "COVAGE_MOTHERDUCK_DATABASE",
+    "lake_url": "COVAGE_LAKE_URL",
+    "spark_master": "COVAGE_SPARK_MASTER",
 }
 _SECRETS = {"api_token", "postgres_url", "alert_webhook_url"}
-# duckdb and postgres are tested here; the others go through the same code (dlt destinations,
+# duckdb, postgres and spark are tested here; the others go through the same code (dlt destinations,
 # dbt targets in sql/profiles.yml) and are documented in docs/warehouses.md, untested on this machine
-DESTINATIONS = ("duckdb", "postgres", "motherduck", "bigquery", "snowflake")
+DESTINATIONS = ("duckdb", "postgres", "spark", "motherduck", "bigquery", "snowflake")
 DUCKDB_DIALECT = ("duckdb", "motherduck")
 
 
@@ -107,6 +109,10 @@ class Settings:
     # where things are
     dbt_project_dir: Path | None = None  # the dbt project; None: sql/ beside the package
     motherduck_database: str = "covage"  # COVAGE_DESTINATION=motherduck: the database (token: MOTHERDUCK_TOKEN)
+    # COVAGE_DESTINATION=spark: the raw events land as Parquet files here (a folder, s3://, abfss://,
+    # gs://: credentials as dlt's filesystem destination reads them); None = <data_dir>/lake
+    lake_url: str | None = None
+    spark_master: str = "local[2]"  # the Spark the models build on (and the readers query)
 
     @property
     def dbt_project(self) -> Path:
@@ -119,6 +125,15 @@ class Settings:
     @property
     def pipelines_dir(self) -> Path:
         return self.data_dir / "dlt_pipelines"
+
+    @property
+    def lake_location(self) -> str:
+        return self.lake_url or str((self.data_dir / "lake").resolve())
+
+    @property
+    def spark_dir(self) -> Path:
+        """The local Spark's catalogue (its metastore) and its tables, under the data dir."""
+        return (self.data_dir / "spark").resolve()
 
     @property
     def reports_location(self) -> str:
@@ -138,6 +153,8 @@ class Settings:
         """Where the data is, for messages: never the credentials."""
         if self.destination == "duckdb":
             return str(self.duckdb_path)
+        if self.destination == "spark":
+            return f"the lake at {self.lake_location.split('?')[0]}"
         return f"{self.destination} schema {self.dataset}"
 
     def prepare_data_dir(self) -> Path:

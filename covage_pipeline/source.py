@@ -270,7 +270,10 @@ def _flush(
     if rows is not None:
         if load.merges is None:
             load.merges = False
-        hints = MERGE_HINTS if load.merges else APPEND_HINTS
+        # a lake has no merge in place (dlt would append, with a warning): there the replacing
+        # versions are appended too, and the staging model keeps the latest
+        lake = load.stored.on_files
+        hints = MERGE_HINTS if load.merges and not lake else APPEND_HINTS
         yield dlt.mark.with_hints(rows, hints, create_table_variant=True)
     for page in batch[:taken]:
         if page.quarantined:

@@ -10,8 +10,9 @@ one, and two copies of one date and one instant would otherwise swap at every re
 
 It only reads the destination, through the pipeline that is extracting (so a user's own dlt
 pipeline gets the same guarantee): before a batch is handed to dlt, the stored rows of its
-event_uuids are looked up. Where the destination has no SQL client (a lake of files), nothing
-is known here and the staging model settles duplicates by the same rule.
+event_uuids are looked up. On a lake of files, through dlt's SQL client over them (DuckDB's),
+and only newer versions are appended; where no SQL client can be had, nothing is known here
+and the staging model settles duplicates by the same rule.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class StoredVersions:
         self._pipeline = pipeline
         self._client = None
         self._missing = pipeline is None  # no table yet (or nothing to ask): nothing is stored
+        destination = getattr(pipeline, "destination", None)
+        self.on_files = destination is not None and destination.destination_name == "filesystem"
 
     def __enter__(self) -> StoredVersions:
         if not self._missing:
@@ -123,6 +126,10 @@ class StoredVersions:
         columns = ", ".join(("event_uuid", "modification_date", *COMPARED))
         table = client.make_qualified_table_name(self.table)
         try:
+            if hasattr(client, "create_views_for_tables"):
+                # a lake, read by DuckDB through dlt's views over its files: made (again) here,
+                # so that they list what the previous chunk added
+                client.create_views_for_tables({self.table: self.table})
             con = client.native_connection
             if isinstance(con, duckdb.DuckDBPyConnection):
                 # the uuids as an Arrow table, joined; the stored rows' columns are read only for

@@ -1,5 +1,5 @@
 """Read-only questions to the warehouse and the marts (an object's timeline, the last message on an
-order), on DuckDB or PostgreSQL. Opens DuckDB files read-only and briefly: never holds the
+order), on DuckDB, PostgreSQL or Spark. Opens DuckDB files read-only and briefly: never holds the
 writer's lock.
 """
 
@@ -44,6 +44,10 @@ def query(settings: Settings, sql: str, params: list | None = None) -> list[dict
     A `%` is always SQL; without params a `?` is too (in a regex, say).
     """
     params = params or []
+    if settings.destination == "spark":
+        from .spark import rows
+
+        return rows(settings, sql, params)
     # the DB-API drivers of the other engines use %s, and interpolate only when given parameters
     statement = sql.replace("%", "%%").replace("?", "%s") if params else sql
     if settings.destination not in ("duckdb", "postgres"):
@@ -64,6 +68,25 @@ def query(settings: Settings, sql: str, params: list | None = None) -> list[dict
             con.close()
     with connect(settings) as con:
         return _dicts(con.execute(sql, params))
+
+
+def raw_query(settings: Settings, sql: str, params: list | None = None) -> list[dict]:
+    """Rows of a read query on the tables dlt loads (the dataset): on a lake, through dlt's own
+    SQL client over its files (DuckDB's), which needs no Spark and no build first; on the
+    others, `query`."""
+    if settings.destination != "spark":
+        return query(settings, sql, params)
+    from .destinations import make_pipeline
+
+    statement = sql.replace("%", "%%").replace("?", "%s") if params else sql
+    try:
+        with make_pipeline(settings).sql_client() as client, client.execute_query(statement, *(params or [])) as cur:
+            return _dicts(cur)
+    except Exception as exc:
+        if "does not exist" in str(exc) or type(exc).__name__ in ("DatabaseUndefinedRelation", "CatalogException"):
+            where = settings.lake_location
+            raise WarehouseMissing(f"Nothing in the lake at {where} yet: run `covage ingest` first.") from None
+        raise
 
 
 def _dicts(cursor) -> list[dict]:
@@ -118,7 +141,7 @@ def last_info_message(settings: Settings, order_uuid: str) -> datetime | None:
     """creation_date of the newest order-info on this order, as the warehouse knows it."""
     sql = f"select max(creation_date) as newest from {_events(settings)} where object_uuid = ? and type = 'order-info'"
     try:
-        rows = query(settings, sql, [order_uuid])
+        rows = raw_query(settings, sql, [order_uuid])
     except (WarehouseMissing, duckdb.CatalogException):
         return None
     except Exception as exc:  # PostgreSQL: no table yet

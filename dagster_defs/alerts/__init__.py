@@ -19,8 +19,14 @@ def build_alert_sensor(settings: Settings) -> dg.SensorDefinition:
         "missed appointment, failed intervention, newly stuck order (COVAGE_ALERT_WEBHOOK_URL).",
     )
     def support_alerts(context: dg.SensorEvaluationContext, asset_event) -> dg.SkipReason:
-        new = alerts.record_new(settings, alerts.current_alerts(settings))
-        counts = alerts.deliver(settings, alerts.pending(settings), context.log)
+        try:
+            new = alerts.record_new(settings, alerts.current_alerts(settings))
+            counts = alerts.deliver(settings, alerts.pending(settings), context.log)
+        finally:
+            if settings.destination == "spark":  # this process lives on: let the next build in
+                from covage_pipeline.spark import release
+
+                release()
         return dg.SkipReason(f"{len(new)} new alerts; delivery: {counts or 'nothing pending'}")
 
     return support_alerts

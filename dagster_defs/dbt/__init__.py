@@ -94,6 +94,10 @@ def build_dbt_assets(settings: Settings, project: DbtProject) -> dg.AssetsDefini
         # it, so the events are held until the build ends, then reported with them attached.
         # (dagster-dbt's fetch_row_counts would open the file in this process through the dbt
         # adapter and keep it open, with a configuration no other reader here could match.)
+        if settings.destination == "spark":  # dbt's own Spark, in its process, opens the catalogue
+            from covage_pipeline.spark import release
+
+            release()
         invocation = dbt.cli(args, context=context)
         try:
             events = list(invocation.stream())

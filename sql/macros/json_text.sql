@@ -8,6 +8,10 @@
     json_extract_string({{ column }}, '$."{{ key }}"')
 {%- endmacro %}
 
+{% macro spark__json_text(column, key) -%}
+    get_json_object({{ column }}, '$.{{ key }}')
+{%- endmacro %}
+
 {% macro postgres__json_text(column, key) -%}
     ({{ column }}::jsonb ->> '{{ key }}')
 {%- endmacro %}
@@ -19,7 +23,7 @@
 {% macro is_report_payload(column) -%}
     {%- set links = '^\\{\\s*("([^"\\\\]|\\\\.)*"\\s*:\\s*"https?://([^"\\\\]|\\\\.)*"\\s*,?\\s*)+\\}$' -%}
     ({{ column }} is not null
-        and {{ adapter.dispatch('matches_regex', 'covage')('cast(' ~ column ~ ' as text)', links) }}
+        and {{ adapter.dispatch('matches_regex', 'covage')('cast(' ~ column ~ ' as ' ~ dbt.type_string() ~ ')', links) }}
         {%- for key in var('payload_fields') %}
         and {{ json_text(column, key) }} is null
         {%- endfor %})
@@ -31,4 +35,8 @@
 
 {% macro postgres__matches_regex(text, pattern) -%}
     ({{ text }} ~ '{{ pattern }}')
+{%- endmacro %}
+
+{% macro spark__matches_regex(text, pattern) -%}
+    ({{ text }} rlike r'{{ pattern }}')
 {%- endmacro %}

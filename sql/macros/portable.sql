@@ -1,10 +1,60 @@
-{#- Engine-specific spellings, dispatched so that every model builds unchanged on DuckDB and on
-    PostgreSQL. Anything both engines spell the same way (percentile_cont ... within group,
-    string_agg ... order by, extract(epoch from interval), generate_series) is written inline. -#}
+{#- Engine-specific spellings, dispatched so that every model builds unchanged on DuckDB,
+    PostgreSQL and Spark (Spark SQL is also Databricks' dialect). Anything the engines spell the
+    same way (percentile_cont ... within group, count(*) filter (where ...), date_trunc) is
+    written inline. Spark's string literals are written raw (r'...') where they hold a regex:
+    its parser would otherwise read the backslashes as escapes. -#}
 
 {#- Hours between two timestamps, as a number. -#}
 {% macro hours_between(start, end) -%}
+    {{ return(adapter.dispatch('hours_between', 'covage')(start, end)) }}
+{%- endmacro %}
+
+{% macro default__hours_between(start, end) -%}
     (extract(epoch from ({{ end }}) - ({{ start }})) / 3600.0)
+{%- endmacro %}
+
+{% macro spark__hours_between(start, end) -%}
+    ((unix_micros(cast({{ end }} as timestamp)) - unix_micros(cast({{ start }} as timestamp))) / 3600000000.0)
+{%- endmacro %}
+
+{#- Texts joined in a given order. Not dbt's listagg: on Spark it ignores the order. -#}
+{% macro string_agg(measure, delimiter, order_by) -%}
+    {{ return(adapter.dispatch('string_agg', 'covage')(measure, delimiter, order_by)) }}
+{%- endmacro %}
+
+{% macro default__string_agg(measure, delimiter, order_by) -%}
+    string_agg({{ measure }}, {{ delimiter }} order by {{ order_by }})
+{%- endmacro %}
+
+{% macro spark__string_agg(measure, delimiter, order_by) -%}
+    listagg({{ measure }}, {{ delimiter }}) within group (order by {{ order_by }})
+{%- endmacro %}
+
+{#- A FROM item: rows `alias(column)` from `start` to `stop` (both included) by `step`; may refer
+    to the FROM items before it. -#}
+{% macro series(start, stop, alias, column, step=none) -%}
+    {{ return(adapter.dispatch('series', 'covage')(start, stop, alias, column, step)) }}
+{%- endmacro %}
+
+{% macro default__series(start, stop, alias, column, step) -%}
+    generate_series({{ start }}, {{ stop }}{% if step %}, {{ step }}{% endif %}) as {{ alias }} ({{ column }})
+{%- endmacro %}
+
+{% macro spark__series(start, stop, alias, column, step) -%}
+    lateral explode(sequence({{ start }}, {{ stop }}{% if step %}, {{ step }}{% endif %})) as {{ alias }} ({{ column }})
+{%- endmacro %}
+
+{#- A double-precision number type. -#}
+{% macro type_double() -%}
+    {{ return(adapter.dispatch('type_double', 'covage')()) }}
+{%- endmacro %}
+
+{% macro default__type_double() -%}
+    double precision
+{%- endmacro %}
+
+{% macro spark__type_double() -%}
+    double
 {%- endmacro %}
 
 {#- The text of a JSON scalar (a string element of an array or an object's value). -#}
@@ -18,6 +68,11 @@
 
 {% macro postgres__json_scalar_text(column) -%}
     ({{ column }} #>> '{}')
+{%- endmacro %}
+
+{#- json_each on Spark yields the values as text already -#}
+{% macro spark__json_scalar_text(column) -%}
+    {{ column }}
 {%- endmacro %}
 
 {#- A lateral FROM item over a JSON array or object: rows (key, value) named `alias`.
@@ -46,6 +101,16 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- Spark: an object's values (or an array's elements) as text, nested ones as their JSON. -#}
+{% macro spark__json_each(column, alias, key, array) -%}
+    {%- set target = "get_json_object(" ~ column ~ ", '$." ~ key ~ "')" if key else column -%}
+    {%- if array -%}
+    lateral posexplode(from_json({{ target }}, 'array<string>')) as {{ alias }} (key, value)
+    {%- else -%}
+    lateral explode(from_json({{ target }}, 'map<string,string>')) as {{ alias }} (key, value)
+    {%- endif -%}
+{%- endmacro %}
+
 {#- A timestamp read the way a person reads the operator's text: the normal form as is; the
     reference's `2017-04-22T10:12:00 AM.459593` as 10:12:00.459593 (a stray AM is ignored, a PM
     with an hour below 12 adds 12 hours; the same rule as covage_pipeline/timestamps.py for
@@ -71,6 +136,27 @@
                 + cast('0.' || rpad(coalesce(regexp_extract({{ text }}, '{{ pattern }}', 8), ''), 6, '0') as double)
         ))
         else try_cast({{ text }} as timestamp)
+    end
+{%- endmacro %}
+
+{#- Spark: the same as DuckDB's; out-of-range parts give null (dbt-spark turns ANSI mode off). -#}
+{% macro spark__loose_timestamp(text, pattern) -%}
+    {%- set p = "r'" ~ pattern ~ "'" -%}
+    case
+        when {{ text }} rlike {{ p }} then make_timestamp_ntz(
+            cast(regexp_extract({{ text }}, {{ p }}, 1) as integer),
+            cast(regexp_extract({{ text }}, {{ p }}, 2) as integer),
+            cast(regexp_extract({{ text }}, {{ p }}, 3) as integer),
+            cast(regexp_extract({{ text }}, {{ p }}, 4) as integer)
+                + case when upper(regexp_extract({{ text }}, {{ p }}, 7)) = 'PM'
+                    and cast(regexp_extract({{ text }}, {{ p }}, 4) as integer) < 12 then 12 else 0 end,
+            cast(regexp_extract({{ text }}, {{ p }}, 5) as integer),
+            cast(cast(coalesce(nullif(regexp_extract({{ text }}, {{ p }}, 6), ''), '0') as double)
+                + cast('0.' || rpad(coalesce(regexp_extract({{ text }}, {{ p }}, 8), ''), 6, '0') as double)
+                as decimal(8, 6))
+        )
+        -- a date first: Spark reads words too ('yesterday', 'now') as timestamps
+        when {{ text }} rlike r'^\d{4}-' then try_cast({{ text }} as timestamp_ntz)
     end
 {%- endmacro %}
 
@@ -130,6 +216,10 @@
 
 {% macro default__one_decimal(value) -%}
     printf('%.1f', {{ value }})
+{%- endmacro %}
+
+{% macro spark__one_decimal(value) -%}
+    format_string('%.1f', cast({{ value }} as double))
 {%- endmacro %}
 
 {% macro postgres__one_decimal(value) -%}

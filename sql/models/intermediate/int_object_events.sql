@@ -20,7 +20,7 @@ catalogue as (
 
 files as (
 
-    select event_uuid, string_agg(file_label, ', ' order by file_label) as file_labels
+    select event_uuid, {{ string_agg("file_label", "', '", "file_label") }} as file_labels
     from {{ ref('stg_cri_files') }}
     group by event_uuid
 
@@ -55,8 +55,8 @@ described as (
                 events.reject_description)
             when events.event_type = 'order-cancelled' then 'cancelled: ' || events.cancel_reason
             when events.event_type = 'order-appointment-agreed' then concat_ws(' ',
-                'slot', coalesce(cast(events.appointment_start as varchar), events.appointment_start_raw),
-                '-', coalesce(cast(events.appointment_end as varchar), events.appointment_end_raw, 'open end'))
+                'slot', coalesce(cast(events.appointment_start as {{ dbt.type_string() }}), events.appointment_start_raw),
+                '-', coalesce(cast(events.appointment_end as {{ dbt.type_string() }}), events.appointment_end_raw, 'open end'))
             when events.event_type = 'order-localloop-desaturation-planned'
                 then 'desaturation ' || events.desaturation_type
             when events.event_type = 'order-completed' then concat_ws(' ',
@@ -67,7 +67,7 @@ described as (
                 events.message, case when events.stop_deferred then '[ends the deferral]' end)
             when events.is_report then 'report files: ' || files.file_labels
             when events.is_unknown_type
-                then 'unknown event type; data: ' || coalesce(cast(events.data as varchar), 'none')
+                then 'unknown event type; data: ' || coalesce(cast(events.data as {{ dbt.type_string() }}), 'none')
             else events.message
         end as summary
     from events

@@ -17,7 +17,7 @@ cutoffs as (
 
     select as_of.as_of - (weeks.k * 7) * interval '1 day' as cutoff, weeks.k = 0 as is_now
     from as_of
-    cross join generate_series(0, {{ var('forecast_backtest_weeks') }}) as weeks (k)
+    cross join {{ series('0', var('forecast_backtest_weeks'), 'weeks', 'k') }}
 
 ),
 

@@ -28,11 +28,11 @@ stuck_orders as (
 
     select
         -- once per stuck spell: a new event and a new silence make a new alert
-        'stuck:' || order_uuid || ':' || cast(last_event_at as varchar) as alert_id,
+        'stuck:' || order_uuid || ':' || cast(last_event_at as {{ dbt.type_string() }}) as alert_id,
         'stuck_order' as kind,
         order_uuid,
         kosc_order_ref,
-        cast(null as varchar) as event_uuid,
+        cast(null as {{ dbt.type_string() }}) as event_uuid,
         last_event_at as occurred_at,
         'order ' || coalesce(kosc_order_ref, order_uuid) || ' stuck at ' || coalesce(current_stage, 'no stage')
             || ': no event for ' || {{ one_decimal('days_since_last_event') }} || ' days' as message

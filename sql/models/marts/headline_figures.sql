@@ -55,8 +55,8 @@ calibration as (select * from {{ ref('forecast_calibration') }} where period = '
 
 figures as (
 
-    select 1 as position, 'Orders' as section, 'orders' as figure, cast(orders as double precision) as value,
-        'count' as unit, cast(null as varchar) as detail from orders
+    select 1 as position, 'Orders' as section, 'orders' as figure, cast(orders as {{ type_double() }}) as value,
+        'count' as unit, cast(null as {{ dbt.type_string() }}) as detail from orders
     union all select 2, 'Orders', 'open', open_orders, 'count', null from orders
     union all select 3, 'Orders', 'completed', completed, 'count', null from orders
     union all select 4, 'Orders', 'rejected', rejected, 'count', null from orders

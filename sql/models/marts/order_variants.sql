@@ -19,7 +19,7 @@ variants as (
 
     select
         order_uuid,
-        string_agg(step, ' > ' order by position) as variant,
+        {{ string_agg("step", "' > '", "position") }} as variant,
         count(*) as steps
     from steps
     group by order_uuid
@@ -28,7 +28,7 @@ variants as (
 
 repeats as (
 
-    select order_uuid, string_agg(step || ' x' || cast(times as varchar), ', ' order by step) as repeated_steps
+    select order_uuid, {{ string_agg("step || ' x' || cast(times as " ~ dbt.type_string() ~ ")", "', '", "step") }} as repeated_steps
     from (
         select order_uuid, step, count(*) as times
         from steps

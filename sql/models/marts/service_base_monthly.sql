@@ -23,7 +23,7 @@ months as (
 
     select cast(month_start as date) as month_start
     from bounds,
-        generate_series(bounds.first_month, bounds.last_month, interval '1 month') as series (month_start)
+        {{ series('bounds.first_month', 'bounds.last_month', 'series', 'month_start', step="interval '1 month'") }}
 
 ),
 

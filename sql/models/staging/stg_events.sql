@@ -4,13 +4,23 @@
 -- Incremental: each dlt load writes its rows (new and updated events alike) with a new
 -- _dlt_load_id, so a build only reads the loads it has not seen and replaces those events.
 
-{{ config(materialized='incremental', unique_key='event_uuid', incremental_strategy='delete+insert') }}
+-- On a lake (Spark over Parquet) a table, rebuilt whole: plain Parquet tables have no delete+insert
+-- nor merge, and the raw files hold every version an event had, which this model settles.
+{{ config(
+    materialized='table' if covage.is_lake() else 'incremental',
+    unique_key='event_uuid',
+    incremental_strategy='delete+insert',
+) }}
 
 with
 
 source as (
 
     select * from {{ source('covage', 'events') }}
+    {% if covage.is_lake() %}
+    -- only the loads dlt finished: a load killed midway may have left some of its files
+    where _dlt_load_id in (select load_id from {{ source('covage', '_dlt_loads') }} where status = 0)
+    {% endif %}
     {% if is_incremental() %}
     where _dlt_load_id > (select coalesce(max(_dlt_load_id), '') from {{ this }})
     {% endif %}
@@ -19,12 +29,16 @@ source as (
 
 deduplicated as (
 
-    -- dlt merges on event_uuid already; this guards the models against any other loader
+    -- dlt merges on event_uuid already (on a lake it appends, a load only the versions newer
+    -- than those stored: covage_pipeline/versions.py); the latest version, as there: the latest
+    -- modification_date, and on an equal one the later load
     select *
     from (
         select
             *,
-            row_number() over (partition by event_uuid order by modification_date desc) as version_rank
+            row_number() over (
+                partition by event_uuid order by modification_date desc nulls last, _dlt_load_id desc
+            ) as version_rank
         from source
     ) ranked
     where version_rank = 1

@@ -119,13 +119,12 @@ def test_corrections_incremental_and_idle_runs_on_a_lake(emulator_factory, tmp_p
     spark = settings_for(emu, tmp_path / "spark", destination="spark")
     duck = settings_for(emu, tmp_path / "duck")
     ingest(spark)
-    ingest(duck)
     updated = 0
     for step in (60,) * 10 + (600,):  # corrections come within minutes of an event
         emu.store.advance(step)
         updated += ingest(spark).stats.updated
-        ingest(duck)
     assert updated > 0
+    ingest(duck)  # DuckDB's merge in one go: the reference for the lake's many appends
     lake = Counter(r["event_uuid"] for r in _lake_rows(spark))
     assert sum(n - 1 for n in lake.values()) == updated  # each correction a row, nothing else twice
     assert build(spark, select="stg_events").success
@@ -146,7 +145,7 @@ def test_corrections_incremental_and_idle_runs_on_a_lake(emulator_factory, tmp_p
 
 def test_a_killed_lake_ingest_converges(emulator_factory, tmp_path):
     emu = emulator_factory(orders=150, history_days=30.0, modified_share=0.2)
-    kill_at_random_points_then_rerun(emu, tmp_path, trials=6, seed=16, COVAGE_DESTINATION="spark")
+    kill_at_random_points_then_rerun(emu, tmp_path, trials=5, seed=16, COVAGE_DESTINATION="spark")
     spark = load_settings(data_dir=tmp_path, destination="spark")
     assert build(spark, select="stg_events").success
     _assert_staged_as_truth(spark, emu.store.ground_truth(emu.url))

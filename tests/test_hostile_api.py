@@ -114,6 +114,31 @@ def test_on_an_equal_modification_date_the_version_served_last_wins(tmp_path):
     assert data_of(stored["evt00004"]) == {"message": "served last"}
 
 
+def test_a_copy_earlier_in_the_feed_never_undoes_a_later_one_of_the_same_date(tmp_path):
+    """Read again from an earlier date (`since`, not a lookback), one page a load: the first copy
+    of an event, earlier in the feed than the copy stored and with the same modification_date,
+    must not replace it, not even for the loads until the later copy comes round again."""
+    feed = [event(n) for n in range(1, 21)]
+    feed[3]["data"] = {"message": "served first"}
+    # evt00004 again after evt00008, the same modification_date, another payload: it wins
+    feed.insert(8, event(4, creation_date=at(8.5), modification_date=at(4), data={"message": "served last"}))
+    api = HostileAPI(feed=feed)
+    seen = []  # evt00004 as stored after each load of the re-reading run
+
+    def run_chunk(pipeline, source, refresh):
+        pipeline.run(source, refresh=refresh)
+        seen.append(data_of(rows_by_uuid(settings)["evt00004"]))
+
+    with Served(api.app()) as server:
+        settings = settings_for(server, tmp_path, page_size=5, chunk_pages=1)
+        ingest(settings)
+        assert data_of(rows_by_uuid(settings)["evt00004"]) == {"message": "served last"}
+        again = ingest(settings, since=datetime(2025, 1, 1), run_chunk=run_chunk)
+    assert len(seen) > 2  # the first load holds the earlier copy only
+    assert seen == [{"message": "served last"}] * len(seen)
+    assert again.stats.updated == 0
+
+
 @pytest.mark.parametrize("chunk_pages", [1, 100])
 def test_the_same_event_on_two_pages_keeps_the_latest_version(tmp_path, chunk_pages):
     feed = [event(n) for n in range(1, 46)]

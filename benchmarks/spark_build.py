@@ -34,7 +34,9 @@ BIN = Path(sys.executable).parent
 
 def covage(*args: str, env: dict) -> float:
     t0 = time.perf_counter()
-    subprocess.run([str(BIN / "covage"), *args], env=env, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run([str(BIN / "covage"), *args], env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"covage {' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
     return time.perf_counter() - t0
 
 

@@ -89,6 +89,10 @@ def _rank(mod: datetime | None, created: datetime) -> tuple:
     return (mod is not None, mod or created, created)
 
 
+# the versions of an event in the rule's order, the latest last (one row an event, but on a lake)
+_OLDEST_FIRST = "order by event_uuid, modification_date asc nulls first, _dlt_load_id asc"
+
+
 class StoredVersions:
     """The stored rows of given event_uuids, in the pipeline's destination, read-only."""
 
@@ -143,7 +147,8 @@ class StoredVersions:
                         return {}
                     con.register("_covage_uuids", pa.table({"event_uuid": pa.array([f[0] for f in found])}))
                     cursor = con.execute(
-                        f"select {columns} from {table} where event_uuid in (select event_uuid from _covage_uuids)"
+                        f"select {columns} from {table} where event_uuid in (select event_uuid from _covage_uuids) "
+                        f"{_OLDEST_FIRST}"
                     )
                     names = [d[0] for d in cursor.description]
                     rows = cursor.fetchall()
@@ -151,11 +156,13 @@ class StoredVersions:
                     con.unregister("_covage_uuids")
             else:  # PostgreSQL's spelling; other engines would need theirs
                 with client.execute_query(
-                    f"select {columns} from {table} where event_uuid = any(%s)", pc.unique(uuids).to_pylist()
+                    f"select {columns} from {table} where event_uuid = any(%s) {_OLDEST_FIRST}",
+                    pc.unique(uuids).to_pylist(),
                 ) as cursor:
                     names = [d[0] for d in cursor.description]
                     rows = cursor.fetchall()
         except (DatabaseUndefinedRelation, duckdb.CatalogException):
             self._missing = True  # the first load creates it; nothing is stored before
             return {}
+        # a lake holds every version an event had: the last row of a uuid, its latest, is the one
         return {row[0]: dict(zip(names, row, strict=True)) for row in rows}

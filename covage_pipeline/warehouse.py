@@ -52,10 +52,7 @@ def query(settings: Settings, sql: str, params: list | None = None) -> list[dict
     statement = sql.replace("%", "%%").replace("?", "%s") if params else sql
     if settings.destination not in ("duckdb", "postgres"):
         # the other engines through dlt's own SQL client (their credentials are dlt's)
-        from .destinations import make_pipeline
-
-        with make_pipeline(settings).sql_client() as client, client.execute_query(statement, *params) as cur:
-            return _dicts(cur)
+        return _dlt_rows(settings, statement, params)
     if settings.destination == "postgres":
         import psycopg2
 
@@ -76,17 +73,22 @@ def raw_query(settings: Settings, sql: str, params: list | None = None) -> list[
     others, `query`."""
     if settings.destination != "spark":
         return query(settings, sql, params)
-    from .destinations import make_pipeline
-
     statement = sql.replace("%", "%%").replace("?", "%s") if params else sql
     try:
-        with make_pipeline(settings).sql_client() as client, client.execute_query(statement, *(params or [])) as cur:
-            return _dicts(cur)
+        return _dlt_rows(settings, statement, params or [])
     except Exception as exc:
         if "does not exist" in str(exc) or type(exc).__name__ in ("DatabaseUndefinedRelation", "CatalogException"):
             where = settings.lake_location
             raise WarehouseMissing(f"Nothing in the lake at {where} yet: run `covage ingest` first.") from None
         raise
+
+
+def _dlt_rows(settings: Settings, statement: str, params: list) -> list[dict]:
+    """Rows through the SQL client of the pipeline's destination (`%s` placeholders)."""
+    from .destinations import make_pipeline
+
+    with make_pipeline(settings).sql_client() as client, client.execute_query(statement, *params) as cur:
+        return _dicts(cur)
 
 
 def _dicts(cursor) -> list[dict]:

@@ -89,8 +89,11 @@ def _rank(mod: datetime | None, created: datetime) -> tuple:
     return (mod is not None, mod or created, created)
 
 
-# the versions of an event in the rule's order, the latest last (one row an event, but on a lake)
-_OLDEST_FIRST = "order by event_uuid, modification_date asc nulls first, _dlt_load_id asc"
+# the versions of an event in the rule's order, the latest last: one row an event, but on a lake,
+# where the later load breaks a tie (a user's own pipeline into a database may carry no
+# _dlt_load_id: dlt adds it to Arrow rows only when asked)
+_OLDEST_FIRST = "order by event_uuid, modification_date asc nulls first"
+_OLDEST_FIRST_ON_FILES = _OLDEST_FIRST + ", _dlt_load_id asc"
 
 
 class StoredVersions:
@@ -127,6 +130,7 @@ class StoredVersions:
         from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
         client = self._client
+        order = _OLDEST_FIRST_ON_FILES if self.on_files else _OLDEST_FIRST
         columns = ", ".join(("event_uuid", "modification_date", *COMPARED))
         table = client.make_qualified_table_name(self.table)
         try:
@@ -148,7 +152,7 @@ class StoredVersions:
                     con.register("_covage_uuids", pa.table({"event_uuid": pa.array([f[0] for f in found])}))
                     cursor = con.execute(
                         f"select {columns} from {table} where event_uuid in (select event_uuid from _covage_uuids) "
-                        f"{_OLDEST_FIRST}"
+                        f"{order}"
                     )
                     names = [d[0] for d in cursor.description]
                     rows = cursor.fetchall()
@@ -156,7 +160,7 @@ class StoredVersions:
                     con.unregister("_covage_uuids")
             else:  # PostgreSQL's spelling; other engines would need theirs
                 with client.execute_query(
-                    f"select {columns} from {table} where event_uuid = any(%s) {_OLDEST_FIRST}",
+                    f"select {columns} from {table} where event_uuid = any(%s) {order}",
                     pc.unique(uuids).to_pylist(),
                 ) as cursor:
                     names = [d[0] for d in cursor.description]

@@ -27,8 +27,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/covage demo
 
+# the test files shared out between TEST_WORKERS processes (one file stays on one worker: its
+# module fixtures are built once); TEST_WORKERS=0 runs them in this process
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # Dagster UI on http://127.0.0.1:3000, instance under <data dir>/dagster_home (the shipped
 # dagster.yaml: runs that write the warehouse queue one behind the other, telemetry off); Ctrl-C

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +18,24 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 from covage_pipeline.emulator import EmulatorConfig, RunningEmulator, running_emulator
+from covage_pipeline.models import SQL_DIR
+
+
+def _own_dbt_project(worker: str) -> None:
+    """Under pytest-xdist, each worker builds with its own copy of the dbt project: dbt writes its
+    target/ (manifest, partial parse, run results, Dagster's invocation folders) beside the project,
+    and two workers writing one folder read each other's half-written files."""
+    home = Path(tempfile.mkdtemp(prefix=f"covage-{worker}-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    copy = home / "sql"
+    shutil.copytree(SQL_DIR, copy, ignore=shutil.ignore_patterns("logs", "covage_dbt-*", "parse-*"))
+    os.environ["COVAGE_DBT_PROJECT_DIR"] = str(copy)
+
+
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    _own_dbt_project(worker)
+# the dbt project the tests build with (the shipped one, or this worker's copy of it)
+DBT_PROJECT = Path(os.environ.get("COVAGE_DBT_PROJECT_DIR", SQL_DIR))
 
 TOKEN = "test-admin-token"
 # the machine's PostgreSQL server (trust auth); tests create their own schemas and drop them

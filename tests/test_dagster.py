@@ -15,7 +15,6 @@ import duckdb
 import pytest
 
 from covage_pipeline import alerts as alerts_module
-from covage_pipeline.models import SQL_DIR
 from covage_pipeline.publish import analysts_path
 from covage_pipeline.warehouse import query
 from dagster_defs import build_definitions
@@ -122,7 +121,7 @@ def test_the_whole_graph_then_only_new_events(setup):
     checks = {e.check_name: e.passed for e in second.get_asset_check_evaluations()}
     assert checks["cursor_never_moves_backwards"]
     # each dbt invocation's folder is pruned: a 5-minute schedule must not fill the disk
-    folders = list((SQL_DIR / "target").glob("covage_dbt-*"))
+    folders = list((settings.dbt_project / "target").glob("covage_dbt-*"))
     assert 2 <= len(folders) <= KEEP_TARGET_FOLDERS
 
 

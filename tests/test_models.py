@@ -64,10 +64,8 @@ def test_a_failing_dbt_test_fails_the_build_and_docs_generate(warehouse):
     # the documentation still generates, from the tables as they are: the raw events, no model
     import json
 
-    from covage_pipeline.models import SQL_DIR
-
     assert dbt(settings, "docs", "generate").success
-    catalog = json.loads((SQL_DIR / "target" / "catalog.json").read_text())
+    catalog = json.loads((settings.dbt_project / "target" / "catalog.json").read_text())
     assert {"event_uuid", "modification_date", "data"} <= set(
         catalog["sources"]["source.covage.covage.events"]["columns"]
     )
@@ -103,13 +101,11 @@ def test_every_model_and_column_is_documented(warehouse):
     """dbt docs generate: each model and each column the warehouse has carries a description."""
     import json
 
-    from covage_pipeline.models import SQL_DIR
-
     _, settings = warehouse
     assert build(settings).success
     assert dbt(settings, "docs", "generate").success
-    manifest = json.loads((SQL_DIR / "target" / "manifest.json").read_text())
-    catalog = json.loads((SQL_DIR / "target" / "catalog.json").read_text())
+    manifest = json.loads((settings.dbt_project / "target" / "manifest.json").read_text())
+    catalog = json.loads((settings.dbt_project / "target" / "catalog.json").read_text())
     models = {k: v for k, v in manifest["nodes"].items() if v["resource_type"] == "model"}
     assert len(models) >= 18
     for unique_id, node in models.items():

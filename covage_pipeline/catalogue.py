@@ -24,6 +24,7 @@ class EventType:
     milestone: str | None
     counted_as: str | None
     alert_kind: str | None
+    reveals_kind: str | None  # the kind of order that alone emits it
     description: str
 
 
@@ -43,6 +44,7 @@ def event_types(project: Path = DEFAULT_DBT_PROJECT) -> dict[str, EventType]:
             milestone=row["milestone"] or None,
             counted_as=row["counted_as"] or None,
             alert_kind=row["alert_kind"] or None,
+            reveals_kind=row["reveals_kind"] or None,
             description=row["description"],
         )
         for row in rows

@@ -610,15 +610,16 @@ def history(
 
 def _forecast_line(f: dict) -> str:
     """An open order's delivery forecast, in a sentence (the mart open_order_forecast)."""
+    where = (f"{f['kind']}, " if f.get("kind") else "") + f"{f['stage']} for {f['days_in_stage']:.1f} days"
     if f["p50_completed_at"] is None:
-        return f"Open, {f['stage']} for {f['days_in_stage']:.1f} days: too few comparable orders for a forecast."
+        return f"Open, {where}: too few comparable orders for a forecast."
     p90 = f"{f['p90_completed_at']:%Y-%m-%d}" if f["p90_completed_at"] is not None else "beyond the data"
     basis = f"{f['compared_with']}, {_count(f['comparable_orders'], 'comparable order')}"
     if f["uses_appointment"]:
         basis += f"; not before its appointment on {f['appointment_start']:%Y-%m-%d}"
     return (
         f"Forecast: delivered by {f['p50_completed_at']:%Y-%m-%d} (1 in 2), by {p90} (9 in 10); "
-        f"{f['stage']} for {f['days_in_stage']:.1f} days ({basis})"
+        f"{where} ({basis})"
         + (
             f"; {100 * f['probability_not_completed']:.0f} % of such orders ended otherwise"
             if f["probability_not_completed"]

@@ -207,8 +207,10 @@ EDGE_EVENTS: list[dict] = [
 # test_marts_handwritten.py). Hours after FORECAST_T0; the latest event, at AS_OF = 400 h, is the
 # feed's now. Twenty finished orders teach: T01..T20, submitted at hour k, acknowledged 1 h and
 # running 2 h later, completed 10 x k hours after running began (10, 20, ..., 200 h running).
+# T20 shows itself an Activate Activate order (a sensitive access) 100 h into its running.
 # Open at AS_OF: O1 running for 5 h; O2 running for 155 h (stuck); O3 running for 5 h and
-# saturated since 3 h; O4 acknowledged for 9 h with an appointment agreed at 800 h after AS_OF.
+# saturated since 3 h (an Activate Create order, then); O4 acknowledged for 9 h with an
+# appointment agreed at 800 h after AS_OF.
 FORECAST_T0 = datetime(2026, 7, 6)
 AS_OF = 400
 
@@ -249,6 +251,7 @@ def _open(name: str, submitted: float, running: float | None) -> list[dict]:
 
 FORECAST_EVENTS: list[dict] = [
     *[event for k in range(1, 21) for event in _teacher(k)],
+    _f("f-t20-5", "ord-t20", "order-sensibleaccess", 22 + 100),
     *_open("o1", 7, 5),
     _f("f-o1-4", "ord-o1", "order-info", AS_OF, {"message": "the latest event: the feed's now"}),
     *_open("o2", 157, 155),

@@ -98,8 +98,10 @@ def _first(g: pd.DataFrame, *types: str):
 
 def orders(ev: pd.DataFrame) -> pd.DataFrame:
     rows = []
+    kinds = order_kinds(ev)
     for order_uuid, g in ev[ev["object_type"] == "order"].groupby("object_uuid", sort=False):
         count = g["type"].value_counts()
+        kind, kind_at = kinds.get(order_uuid, (None, None))
         statuses = g[g["type"].isin(list(STATUS))]
         current = STATUS[statuses["type"].iloc[-1]] if len(statuses) else None
         since = statuses["business"].iloc[-1] if len(statuses) else None
@@ -114,6 +116,8 @@ def orders(ev: pd.DataFrame) -> pd.DataFrame:
             {
                 "order_uuid": order_uuid,
                 "kosc_order_ref": max(refs) if refs else None,
+                "kind": kind,
+                "kind_known_at": kind_at,
                 "submitted_at": submitted,
                 "acknowledged_at": _first(g, "order-acknowledged"),
                 "running_at": _first(g, "order-running"),
@@ -604,13 +608,63 @@ VOIDS_APPOINTMENT = {
 }
 TOLERANCE = 1e-9
 
+# the events one kind of order alone emits, read off the reference's "Events by type of order"
+# here (not from the seed): an order showing one is of that kind
+REVEALS_KIND = {
+    **dict.fromkeys(
+        [
+            "order-localloop-saturation",
+            "order-localloop-desaturation-quote-emitted",
+            "order-localloop-desaturation-quote-accepted",
+            "order-localloop-desaturation-planned",
+            "order-network-saturation",
+            "order-network-desaturation-planned",
+            "order-requalified",
+            "order-appointment-confirmed",
+            "order-appointment-declined",
+        ],
+        "Activate Create",
+    ),
+    **dict.fromkeys(
+        [
+            "order-sensibleaccess",
+            "order-sensibleaccess-orderconfirmed",
+            "order-delayed",
+            "order-delayed-orderconfirmed",
+        ],
+        "Activate Activate",
+    ),
+    **dict.fromkeys(
+        [
+            "order-on-site-intervention-succeeded",
+            "order-on-site-intervention-failed",
+            "order-appointment-deferred",
+            "order-cri",
+        ],
+        "Fiber Pro",
+    ),
+}
+
+
+def order_kinds(ev: pd.DataFrame) -> dict[str, tuple[str, pd.Timestamp]]:
+    """order_uuid -> (its kind, when first revealed), for the orders whose events reveal one kind."""
+    kinds = {}
+    revealing = ev[(ev["object_type"] == "order") & ev["type"].isin(list(REVEALS_KIND))]
+    for order_uuid, g in revealing.groupby("object_uuid"):
+        found = {REVEALS_KIND[t] for t in g["type"]}
+        if len(found) == 1:
+            kinds[order_uuid] = (found.pop(), g["business"].min())
+    return kinds
+
 
 def _stretches(ev: pd.DataFrame, orders_df: pd.DataFrame) -> pd.DataFrame:
     """Each order's time in one non-final status, to the next status event."""
     o = orders_df.set_index("order_uuid")
     rows = []
     statuses = ev[(ev["object_type"] == "order") & ev["type"].isin(list(STATUS))]
+    kinds = order_kinds(ev)
     for order_uuid, g in statuses.groupby("object_uuid", sort=False):
+        kind, kind_at = kinds.get(order_uuid, (None, None))
         times = list(g["business"])
         for i, type_ in enumerate(g["type"]):
             if STATUS[type_] in FINAL:
@@ -623,6 +677,8 @@ def _stretches(ev: pd.DataFrame, orders_df: pd.DataFrame) -> pd.DataFrame:
                     "left": times[i + 1] if i + 1 < len(times) else None,
                     "submitted": o.at[order_uuid, "submitted_at"],
                     "saturated": o.at[order_uuid, "saturated_at"],
+                    "kind": kind,
+                    "kind_at": kind_at,
                     "outcome": o.at[order_uuid, "outcome"],
                     "ended": o.at[order_uuid, "status_since"] if o.at[order_uuid, "is_final"] else None,
                 }
@@ -665,10 +721,15 @@ def open_order_forecast(ev: pd.DataFrame, orders_df: pd.DataFrame, min_orders: i
         in_stage = (now - row.entered) / HOUR
         age = (now - row.submitted) / HOUR
         saturated = row.saturated is not None and not pd.isna(row.saturated) and row.saturated <= now
+        kind = row.kind if pd.notna(row.kind_at) and row.kind_at <= now else None
         others = s[s["order_uuid"] != row.order_uuid]
         same = others[(others["stage"] == row.stage) & ((others["stage_until"] - others["entered"]) / HOUR >= in_stage)]
         point = same["entered"] + pd.Timedelta(hours=in_stage)
-        same_sat = same[(same["saturated"].notna() & (same["saturated"] <= point)) == saturated]
+        known = zip(same["kind"], same["kind_at"], point, strict=True)
+        same_kind = pd.Series(
+            [(k if pd.notna(at) and at <= p else None) == kind for k, at, p in known], index=same.index, dtype=bool
+        )
+        same_sat = same[((same["saturated"].notna() & (same["saturated"] <= point)) == saturated) & same_kind]
         elders = per_order[(per_order["order_uuid"] != row.order_uuid)]
         elders = elders[(elders["until"] - elders["submitted"]) / HOUR >= age]
         levels = {}
@@ -681,7 +742,8 @@ def open_order_forecast(ev: pd.DataFrame, orders_df: pd.DataFrame, min_orders: i
                 levels[level] = (frame, list((frame["until"] - start) / HOUR))
         enough = [lv for lv, (f, _) in levels.items() if f["done"].sum() >= min_orders]
         level = min(enough) if enough else max(levels, default=None)
-        out = {"order_uuid": row.order_uuid, "stage": row.stage, "is_saturated": saturated, "forecast_at": now}
+        out = {"order_uuid": row.order_uuid, "kind": kind, "stage": row.stage, "is_saturated": saturated}
+        out["forecast_at"] = now
         mine = agreed[(agreed["object_uuid"] == row.order_uuid) & (agreed["start"] > now)]
         live = [
             start
@@ -698,7 +760,7 @@ def open_order_forecast(ev: pd.DataFrame, orders_df: pd.DataFrame, min_orders: i
             p50, p90 = _km_quantiles(remaining, list(frame["done"]))
             finished = int(frame["finished"].sum())
             out.update(
-                compared_with={1: "stage and saturation", 2: "stage", 3: "all orders"}[level],
+                compared_with={1: "kind, stage and saturation", 2: "stage", 3: "all orders"}[level],
                 comparable_orders=len(frame),
                 completed_orders=int(frame["done"].sum()),
                 probability_not_completed=(finished - int(frame["done"].sum())) / finished if finished else None,

@@ -74,7 +74,8 @@ def assert_rows(rows: list[dict], key: str | tuple, expected: dict, defaults: di
 ORDER_DEFAULTS = {
     **dict.fromkeys(
         [
-            "kosc_order_ref", "submitted_at", "acknowledged_at", "running_at", "appointment_agreed_at",
+            "kosc_order_ref", "kind", "kind_known_at", "submitted_at", "acknowledged_at", "running_at",
+            "appointment_agreed_at",
             "appointment_confirmed_at", "completed_at", "rejected_at", "cancelled_at", "dropped_at",
             "saturated_at", "desaturation_planned_at", "intervention_result_at", "service_uuid",
         ]
@@ -113,6 +114,7 @@ def test_orders(marts):
             "appointment_agreed_at": at(24), "intervention_result_at": at(97), "last_event_at": at(100),
             **completed(100), "service_uuid": "svc-a", "appointments_agreed": 2, "appointments_missed": 1,
             "interventions_succeeded": 1, "intervention_reports": 1, "events": 9,
+            "kind": "Fiber Pro", "kind_known_at": at(96),  # its report; the intervention says it again
         },
         "ord-b": {
             "kosc_order_ref": "RB", "submitted_at": at(5), "acknowledged_at": at(6), "rejected_at": at(29),
@@ -129,11 +131,13 @@ def test_orders(marts):
             "appointment_agreed_at": at(300), "saturated_at": at(50), "desaturation_planned_at": at(80),
             "intervention_result_at": at(320), "last_event_at": at(340), **completed(340), "service_uuid": "svc-d",
             "appointments_agreed": 1, "localloop_saturations": 1, "interventions_succeeded": 1, "events": 8,
+            # a saturation (Activate Create) and an on-site intervention (Fiber Pro): no kind
         },
         "ord-e": {
             "kosc_order_ref": "RE", "submitted_at": at(30), "acknowledged_at": at(31), "running_at": at(70),
             "rejected_at": at(40), "last_event_at": at(130), **completed(130), "was_requalified": True,
             "service_uuid": "svc-e", "requalifications": 1, "events": 6,
+            "kind": "Activate Create", "kind_known_at": at(60),  # requalified
         },
         "ord-f": {
             "kosc_order_ref": "RF", "submitted_at": at(750), "acknowledged_at": at(752), "running_at": at(760),
@@ -638,17 +642,20 @@ def test_the_delivery_forecast_worked_out_by_hand(forecast_marts):
     def hours(h: float) -> datetime:
         return now + timedelta(hours=h)
 
-    # O1 (running 5 h): the 20 teachers (remaining 10k - 5 h) and O2 censored at 150 h. Share still
+    # O1 (running 5 h, kind not known): the 20 teachers (remaining 10k - 5 h; T20's kind was not
+    # known yet 5 h into its running either) and O2 censored at 150 h. Share still
     # waiting after the j-th completion: (21 - j) / 21 up to j = 15; 10/21 <= 1/2 at j = 11 (105 h).
     # After O2 leaves: 6/21 x 4/5 x 3/4 x 2/3 x 1/2 = 0.057 <= 1/10 at j = 19 (185 h).
-    # O3 (saturated): nobody saturated at that point: by stage, with O1 censored at 0 h: the same.
-    # O2 (running 155 h, stuck): 5 teachers ran that long (k = 16..20), too few at every level:
+    # O3 (saturated, Activate Create): nobody of that kind and saturated at that point: by stage,
+    # with O1 censored at 0 h: the same.
+    # O2 (running 155 h, stuck): 5 teachers ran that long (k = 16..20; T20 an Activate Activate
+    # order by then, 4 of its kind), too few at every level:
     # the widest, every order as old (157 h): remaining 5, 15, 25, 35, 45 h: 1/2 at 25 h, 1/10 at 45 h.
     # O4 (acknowledged 9 h, nobody stayed that long): every order as old (10 h): teachers at 10k - 8 h,
     # O2 censored at 147 h: 102 h and 182 h, both before its appointment at +800 h, the floor; that
     # is 810 h after its submission, more than the 30 days of delivery_target_days: late.
     expected = {
-        "ord-o1": ("running", False, "stage and saturation", 21, 20, hours(105), hours(185), None),
+        "ord-o1": ("running", False, "kind, stage and saturation", 21, 20, hours(105), hours(185), None),
         "ord-o2": ("running", False, "all orders", 5, 5, hours(25), hours(45), None),
         "ord-o3": ("running", True, "stage", 22, 20, hours(105), hours(185), None),
         "ord-o4": ("acknowledged", False, "all orders", 21, 20, hours(800), hours(800), hours(800)),
@@ -664,6 +671,13 @@ def test_the_delivery_forecast_worked_out_by_hand(forecast_marts):
         assert row["appointment_start"] == appointment and row["uses_appointment"] == (appointment is not None)
         assert row["probability_not_completed"] == 0.0 and row["forecast_at"] == now
         assert row["is_forecast_late"] == (row["order_uuid"] == "ord-o4")
+    kinds = {r["order_uuid"]: r["kind"] for r in rows}
+    assert kinds == {"ord-o1": None, "ord-o2": None, "ord-o3": "Activate Create", "ord-o4": None}
+    revealed = forecast_marts("select order_uuid, kind, kind_known_at from main_marts.orders where kind is not null")
+    assert sorted(revealed, key=lambda r: r["order_uuid"]) == [
+        {"order_uuid": "ord-o3", "kind": "Activate Create", "kind_known_at": now - timedelta(hours=3)},
+        {"order_uuid": "ord-t20", "kind": "Activate Activate", "kind_known_at": FORECAST_T0 + timedelta(hours=122)},
+    ]
     o4 = forecast_marts("select * from main_intermediate.int_order_forecasts where is_now and order_uuid = 'ord-o4'")
     assert [(round(r["p50_remaining_hours"], 6), round(r["p90_remaining_hours"], 6)) for r in o4] == [(102, 182)]
     from covage_pipeline.headlines import headline_figures

@@ -26,6 +26,7 @@ def built(tmp_path_factory):
         settings = settings_for(emu, tmp_path_factory.mktemp("marts"), page_size=1000, chunk_pages=50)
         ingest(settings)
         truth = emu.store.ground_truth(emu.url)
+        kinds = {o.order_uuid: o.kind for o in emu.store.orders()}
     result = build(settings)
     assert result.success, (result.error, result.failures)
 
@@ -34,6 +35,7 @@ def built(tmp_path_factory):
 
     ev = pdm.events_frame(truth)
     orders = pdm.orders(ev)
+    orders.attrs["true_kind"] = kinds  # what the emulator knows and the API does not say
     assert len(orders) > 3000
     return rows, ev, orders
 
@@ -76,6 +78,16 @@ def test_orders(built):
     outcomes = {r["outcome"] for r in expected}
     assert {"completed", "rejected", "cancelled", "dropped", "open"} <= outcomes
     assert orders["was_requalified"].any() and orders["has_events_after_final"].any()
+    # a kind read off the events is never wrong, and most orders that got far enough show one
+    revealed = {r["order_uuid"]: r["kind"] for r in expected if isinstance(r["kind"], str)}
+    true_kind = orders.attrs["true_kind"]  # (the reference's own example orders are not the emulator's)
+    wrong = {uuid: (kind, true_kind[uuid]) for uuid, kind in revealed.items() if true_kind.get(uuid, kind) != kind}
+    assert not wrong, list(wrong.items())[:5]
+    assert sum(uuid in true_kind for uuid in revealed) > 1000, (len(revealed), len(true_kind))
+    assert set(revealed.values()) == {"Activate Create", "Activate Activate", "Fiber Pro"}
+    generated = [r for r in expected if true_kind.get(r["order_uuid"]) not in (None, "Terminate")]
+    completed = [r for r in generated if r["outcome"] == "completed"]
+    assert sum(r["order_uuid"] in revealed for r in completed) > 0.5 * len(completed), (len(completed), len(revealed))
 
 
 def test_durations_and_their_statistics(built):
@@ -205,7 +217,8 @@ def test_open_order_forecast(built):
     expected = {r["order_uuid"]: r for r in pdm.open_order_forecast(ev, orders)}
     got = {r["order_uuid"]: r for r in query("select * from main_marts.open_order_forecast")}
     assert set(got) == set(expected) and len(got) > 50
-    assert {r["compared_with"] for r in got.values()} >= {"stage and saturation", "all orders"}
+    assert {r["compared_with"] for r in got.values()} >= {"kind, stage and saturation", "all orders"}
+    assert {r["kind"] for r in got.values()} >= {None, "Activate Create", "Activate Activate", "Fiber Pro"}
     assert any(r["uses_appointment"] for r in got.values())
 
     def close(a, b) -> bool:
@@ -213,8 +226,8 @@ def test_open_order_forecast(built):
 
     for uuid, want in expected.items():
         row = got[uuid]
-        assert (row["stage"], row["is_saturated"], row["compared_with"]) == (
-            want["stage"], want["is_saturated"], want["compared_with"]), uuid  # fmt: skip
+        assert (row["kind"], row["stage"], row["is_saturated"], row["compared_with"]) == (
+            want["kind"], want["stage"], want["is_saturated"], want["compared_with"]), uuid  # fmt: skip
         assert (row["comparable_orders"], row["completed_orders"]) == (
             want["comparable_orders"], want["completed_orders"]), uuid  # fmt: skip
         assert close(row["p50_completed_at"], want["p50_completed_at"]), (uuid, row, want)

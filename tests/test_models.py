@@ -95,6 +95,15 @@ def test_one_event_catalogue_for_sql_python_and_the_emulator():
         if named:
             places[path.name] = named
     assert not any(len(named) > 8 for named in places.values()), places  # no list of types
+    # an event the catalogue says reveals a kind is one no other kind emits, and every event that
+    # only one kind emits says so
+    from covage_pipeline.emulator.catalogue import ALLOWED_EVENTS
+
+    for kind, allowed in ALLOWED_EVENTS.items():
+        others = set().union(*(a for k, a in ALLOWED_EVENTS.items() if k != kind))
+        revealing = {name for name, t in event_types().items() if t.reveals_kind == kind}
+        assert not revealing & others, (kind, revealing & others)
+        assert allowed - others <= revealing, (kind, allowed - others - revealing)
 
 
 def test_every_model_and_column_is_documented(warehouse):

@@ -47,6 +47,8 @@ described as (
         catalogue.lifecycle_rank,
         catalogue.milestone,
         coalesce(catalogue.in_lifecycle, false) and not events.is_report as in_lifecycle,
+        -- a report is a Fiber Pro event, whatever its type is called
+        coalesce(catalogue.reveals_kind, case when events.is_report then 'Fiber Pro' end) as reveals_kind,
         catalogue.description as type_description,
         case
             when events.event_type = 'order-submitted' then 'order ref ' || events.kosc_order_ref

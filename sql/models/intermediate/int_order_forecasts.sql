@@ -38,6 +38,7 @@ open_then as (
         stages.entered_at,
         stages.submitted_at,
         coalesce(stages.saturated_at <= cutoffs.cutoff, false) as is_saturated,
+        case when stages.kind_known_at <= cutoffs.cutoff then stages.kind end as kind,
         {{ hours_between('stages.entered_at', 'cutoffs.cutoff') }} as hours_in_stage,
         {{ hours_between('stages.submitted_at', 'cutoffs.cutoff') }} as age_hours
     from cutoffs
@@ -96,7 +97,8 @@ orders_then as (
 
 -- the stretches in the same stage at least as long as the open order's, measured from the same
 -- point of the stage: how long after it they completed (or were last seen open, or ended
--- otherwise: both censor the observation), and whether their saturation state then was the same
+-- otherwise: both censor the observation), and whether their kind as known then (none yet is a
+-- state of its own) and their saturation state then were the same
 same_stage as (
 
     select
@@ -108,7 +110,14 @@ same_stage as (
             as remaining_hours,
         coalesce(
             learned.saturated_at <= learned.entered_at + open_then.hours_in_stage * interval '1 hour', false
-        ) = open_then.is_saturated as same_saturation
+        ) = open_then.is_saturated as same_saturation,
+        coalesce(
+            case
+                when learned.kind_known_at <= learned.entered_at + open_then.hours_in_stage * interval '1 hour'
+                    then learned.kind
+            end,
+            ''
+        ) = coalesce(open_then.kind, '') as same_kind
     from open_then
     inner join learned
         on learned.cutoff = open_then.cutoff
@@ -118,13 +127,13 @@ same_stage as (
 
 ),
 
--- comparable orders, from the narrowest comparison to the widest: the same stage and saturation
--- state (1), the same stage (2), every order just as old (3)
+-- comparable orders, from the narrowest comparison to the widest: the same kind, stage and
+-- saturation state (1), the same stage (2), every order just as old (3)
 comparable as (
 
     select cutoff, order_uuid, 1 as comparison, is_finished, completed, remaining_hours
     from same_stage
-    where same_saturation
+    where same_kind and same_saturation
 
     union all
 
@@ -242,12 +251,13 @@ select
     open_then.cutoff,
     open_then.is_now,
     open_then.order_uuid,
+    open_then.kind,
     open_then.stage,
     open_then.entered_at as stage_since,
     open_then.hours_in_stage,
     open_then.age_hours,
     open_then.is_saturated,
-    case picked.comparison when 1 then 'stage and saturation' when 2 then 'stage' when 3 then 'all orders' end
+    case picked.comparison when 1 then 'kind, stage and saturation' when 2 then 'stage' when 3 then 'all orders' end
         as compared_with,
     coalesce(picked.comparable_orders, 0) as comparable_orders,
     coalesce(picked.completed_orders, 0) as completed_orders,

@@ -31,6 +31,8 @@ select
     status_events.next_status_at as left_at,
     orders.submitted_at,
     orders.saturated_at,
+    orders.kind,
+    orders.kind_known_at,
     orders.outcome,
     case when orders.is_final then orders.status_since end as ended_at
 from status_events

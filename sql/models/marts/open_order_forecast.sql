@@ -4,6 +4,7 @@
 select
     forecasts.order_uuid,
     orders.kosc_order_ref,
+    forecasts.kind,
     forecasts.stage,
     forecasts.stage_since,
     forecasts.hours_in_stage / 24.0 as days_in_stage,

@@ -49,6 +49,10 @@ milestones as (
         count(case when event_type in ('{{ types | join("', '") }}') then 1 end) as {{ column }},
         {%- endfor %}
         count(case when is_report then 1 end) as intervention_reports,
+        -- the kind its events reveal (the API names none); two kinds revealed: none
+        case when min(reveals_kind) = max(reveals_kind) then max(reveals_kind) end as kind,
+        case when min(reveals_kind) = max(reveals_kind) then min(case when reveals_kind is not null then business_time end) end
+            as kind_known_at,
         max(case when is_unknown_type then 1 else 0 end) = 1 as has_unknown_events,
         max(case when is_event_date_fallback then 1 else 0 end) = 1 as has_unreadable_event_date,
         max(case when is_event_date_after_creation then 1 else 0 end) = 1 as has_event_date_after_creation,
@@ -64,6 +68,8 @@ final as (
     select
         milestones.order_uuid,
         milestones.kosc_order_ref,
+        milestones.kind,
+        milestones.kind_known_at,
         cast(date_trunc('month', milestones.submitted_at) as date) as submission_month,
         {%- for column in milestones %}
         milestones.{{ column }},

@@ -112,3 +112,22 @@ def pg_prefix():
         for (schema,) in cur.fetchall():
             cur.execute(f'drop schema "{schema}" cascade')
     con.close()
+
+
+# The longest files first (read off `--durations`): pytest-xdist hands a worker the next file
+# when it runs out of tests, so a long file collected last leaves the other worker idle.
+LONGEST_FIRST = (
+    "test_models_spark.py",
+    "test_dagster.py",
+    "test_exactly_once_property.py",
+    "test_dagster_dev.py",
+    "test_marts_pandas.py",
+    "test_extraction_reliability.py",
+    "test_cli_pipeline.py",
+    "test_models_postgres.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its order

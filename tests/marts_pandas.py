@@ -725,10 +725,8 @@ def open_order_forecast(ev: pd.DataFrame, orders_df: pd.DataFrame, min_orders: i
         others = s[s["order_uuid"] != row.order_uuid]
         same = others[(others["stage"] == row.stage) & ((others["stage_until"] - others["entered"]) / HOUR >= in_stage)]
         point = same["entered"] + pd.Timedelta(hours=in_stage)
-        known = zip(same["kind"], same["kind_at"], point, strict=True)
-        same_kind = pd.Series(
-            [(k if pd.notna(at) and at <= p else None) == kind for k, at, p in known], index=same.index, dtype=bool
-        )
+        known_then = same["kind"].where(pd.to_datetime(same["kind_at"]) <= point)  # NaT: not known
+        same_kind = known_then.fillna("").eq(kind or "")
         same_sat = same[((same["saturated"].notna() & (same["saturated"] <= point)) == saturated) & same_kind]
         elders = per_order[(per_order["order_uuid"] != row.order_uuid)]
         elders = elders[(elders["until"] - elders["submitted"]) / HOUR >= age]

@@ -717,9 +717,6 @@ def order_info(
     raise typer.Exit(1)
 
 
-STOP_GRACE_S = 15.0  # how long `covage dagster` waits for dagster dev to stop before asking again
-
-
 @app.command("dagster")
 def dagster_command(
     host: Annotated[str, typer.Option(help="Interface the UI listens on (keep it on loopback).")] = "127.0.0.1",
@@ -735,7 +732,6 @@ def dagster_command(
     import signal
     import subprocess
     import sys
-    import time
 
     settings = _settings()
     home = Path(os.environ.get("DAGSTER_HOME") or settings.data_dir / "dagster_home").resolve()
@@ -754,29 +750,13 @@ def dagster_command(
         command, env={**os.environ, "DAGSTER_HOME": str(home)}, preexec_fn=default_signals, start_new_session=True
     )
 
-    asked: list[float] = []  # when a stop was asked
-
     def stop(signum, frame) -> None:
-        asked.append(time.monotonic())
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGINT)  # dagster dev's own orderly shutdown
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    # dagster dev has been seen to let a SIGINT go unanswered (once, on a loaded machine, the
-    # signal sent as soon as its UI answered): asked again after STOP_GRACE_S, then killed
-    while True:
-        try:
-            code = child.wait(timeout=1)
-            break
-        except subprocess.TimeoutExpired:
-            waited = time.monotonic() - asked[0] if asked else 0.0
-            with contextlib.suppress(ProcessLookupError):
-                if waited > 2 * STOP_GRACE_S:
-                    os.killpg(child.pid, signal.SIGKILL)
-                elif waited > STOP_GRACE_S and len(asked) == 1:
-                    asked.append(time.monotonic())
-                    os.killpg(child.pid, signal.SIGINT)
+    code = child.wait()
     # whatever it left behind (a code server, a run worker) goes with it
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGKILL)

@@ -662,9 +662,7 @@ def _stretches(ev: pd.DataFrame, orders_df: pd.DataFrame) -> pd.DataFrame:
     o = orders_df.set_index("order_uuid")
     rows = []
     statuses = ev[(ev["object_type"] == "order") & ev["type"].isin(list(STATUS))]
-    kinds = order_kinds(ev)
     for order_uuid, g in statuses.groupby("object_uuid", sort=False):
-        kind, kind_at = kinds.get(order_uuid, (None, None))
         times = list(g["business"])
         for i, type_ in enumerate(g["type"]):
             if STATUS[type_] in FINAL:
@@ -677,8 +675,8 @@ def _stretches(ev: pd.DataFrame, orders_df: pd.DataFrame) -> pd.DataFrame:
                     "left": times[i + 1] if i + 1 < len(times) else None,
                     "submitted": o.at[order_uuid, "submitted_at"],
                     "saturated": o.at[order_uuid, "saturated_at"],
-                    "kind": kind,
-                    "kind_at": kind_at,
+                    "kind": o.at[order_uuid, "kind"],
+                    "kind_at": o.at[order_uuid, "kind_known_at"],
                     "outcome": o.at[order_uuid, "outcome"],
                     "ended": o.at[order_uuid, "status_since"] if o.at[order_uuid, "is_final"] else None,
                 }

@@ -45,6 +45,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         # not the user's COVAGE_DATASET: this process's settings never read these names back
         "COVAGE_DBT_SOURCE_SCHEMA": settings.dataset,
         "COVAGE_DBT_SCHEMA": settings.dbt_schema,
+        "COVAGE_DBT_MEMORY_LIMIT": settings.build_memory_limit,
         "DO_NOT_TRACK": os.environ.get("DO_NOT_TRACK", "1"),
     }
     if settings.destination == "motherduck":

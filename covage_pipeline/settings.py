@@ -41,6 +41,7 @@ _ENV = {
     "max_item_bytes": "COVAGE_MAX_ITEM_BYTES",
     "dataset": "COVAGE_DATASET",
     "duckdb_memory_limit": "COVAGE_DUCKDB_MEMORY_LIMIT",
+    "build_memory_limit": "COVAGE_BUILD_MEMORY_LIMIT",
     "destination": "COVAGE_DESTINATION",
     "postgres_url": "COVAGE_POSTGRES_URL",
     "models_schema": "COVAGE_MODELS_SCHEMA",
@@ -87,6 +88,9 @@ class Settings:
     batch_rows: int = 50_000  # rows handed to dlt at once; the stored versions are looked up per batch
     max_item_bytes: int = 1_000_000  # larger items are quarantined, not loaded
     duckdb_memory_limit: str = "128MB"  # the loader's DuckDB connections; DuckDB spills past it
+    # dbt's DuckDB (the build): past it, DuckDB spills its sorts to disk instead of growing until
+    # the machine runs out (DuckDB's own default, 80 % of the RAM, did: the forecast's windows)
+    build_memory_limit: str = "4GB"
     destination: str = "duckdb"  # the warehouse: duckdb (a file under data_dir), postgres, motherduck, ...
     # postgresql://user:password@host:port/database; None: dlt's destination.postgres.credentials
     postgres_url: str | None = field(default=None, repr=False)

@@ -4,6 +4,7 @@ twice: a mistake in a model's logic shows up as a difference."""
 
 from __future__ import annotations
 
+from collections import Counter
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -687,20 +688,28 @@ def _stretches(ev: pd.DataFrame, orders_df: pd.DataFrame) -> pd.DataFrame:
 def _km_quantiles(remaining: list[float], completed: list[bool]) -> tuple[float | None, float | None]:
     """Kaplan-Meier: the first time the share not yet completed falls to 1/2, and to 1/10."""
     survival, p50, p90 = 1.0, None, None
-    for t in sorted(set(remaining)):
-        at_risk = sum(1 for r in remaining if r >= t)
-        done = sum(1 for r, c in zip(remaining, completed, strict=True) if r == t and c)
-        if done:
-            survival *= 1 - done / at_risk
+    leaving = Counter(remaining)
+    done = Counter(r for r, c in zip(remaining, completed, strict=True) if c)
+    at_risk = len(remaining)
+    for t in sorted(leaving):
+        if done[t]:
+            survival *= 1 - done[t] / at_risk
             if p50 is None and survival <= 0.5 + TOLERANCE:
                 p50 = t
             if survival <= 0.1 + TOLERANCE:
                 p90 = t
                 break
+        at_risk -= leaving[t]
     return p50, p90
 
 
-def open_order_forecast(ev: pd.DataFrame, orders_df: pd.DataFrame, min_orders: int = 20, target_days: float = 30):
+def _class_start(hours: float, classes: list[float]) -> float:
+    return max(c for c in [0, *classes] if c <= hours)
+
+
+def open_order_forecast(
+    ev: pd.DataFrame, orders_df: pd.DataFrame, classes: list[float], min_orders: int = 20, target_days: float = 30
+):
     now = ev["created"].max()
     s = _stretches(ev, orders_df)
     s = s[s["submitted"].notna() & (s["entered"] <= now) & (s["submitted"] <= now)].copy()
@@ -720,23 +729,29 @@ def open_order_forecast(ev: pd.DataFrame, orders_df: pd.DataFrame, min_orders: i
         age = (now - row.submitted) / HOUR
         saturated = row.saturated is not None and not pd.isna(row.saturated) and row.saturated <= now
         kind = row.kind if pd.notna(row.kind_at) and row.kind_at <= now else None
-        others = s[s["order_uuid"] != row.order_uuid]
-        same = others[(others["stage"] == row.stage) & ((others["stage_until"] - others["entered"]) / HOUR >= in_stage)]
-        point = same["entered"] + pd.Timedelta(hours=in_stage)
+        # by stage: the stretches in that stage at the start of the order's class of time in it,
+        # as they were then, that had not completed d hours later (the order itself among them)
+        start = _class_start(in_stage, classes)
+        same = s[(s["stage"] == row.stage) & ((s["stage_until"] - s["entered"]) / HOUR >= start)]
+        point = same["entered"] + pd.Timedelta(hours=start)
+        same = same[(same["until"] - point) / HOUR >= in_stage - start]
+        point = point[same.index]
         known_then = same["kind"].where(pd.to_datetime(same["kind_at"]) <= point)  # NaT: not known
         same_kind = known_then.fillna("").eq(kind or "")
         same_sat = same[((same["saturated"].notna() & (same["saturated"] <= point)) == saturated) & same_kind]
-        elders = per_order[(per_order["order_uuid"] != row.order_uuid)]
-        elders = elders[(elders["until"] - elders["submitted"]) / HOUR >= age]
+        # every order: as old as the start of the order's class of age and not completed d later,
+        # that is as old as the order (the class only shares the work in SQL)
+        elders = per_order[(per_order["until"] - per_order["submitted"]) / HOUR >= age]
         levels = {}
-        for level, frame, start in (
+        for level, frame, since in (
             (1, same_sat, same_sat["entered"] + pd.Timedelta(hours=in_stage)),
-            (2, same, point),
+            (2, same, same["entered"] + pd.Timedelta(hours=in_stage)),
             (3, elders, elders["submitted"] + pd.Timedelta(hours=age)),
         ):
-            if len(frame):
-                levels[level] = (frame, list((frame["until"] - start) / HOUR))
-        enough = [lv for lv, (f, _) in levels.items() if f["done"].sum() >= min_orders]
+            others = int((frame["order_uuid"] != row.order_uuid).sum())
+            if others:
+                levels[level] = (frame, others, list((frame["until"] - since) / HOUR))
+        enough = [lv for lv, (f, _, _) in levels.items() if f["done"].sum() >= min_orders]
         level = min(enough) if enough else max(levels, default=None)
         out = {"order_uuid": row.order_uuid, "kind": kind, "stage": row.stage, "is_saturated": saturated}
         out["forecast_at"] = now
@@ -752,12 +767,12 @@ def open_order_forecast(ev: pd.DataFrame, orders_df: pd.DataFrame, min_orders: i
         if level is None:
             out.update(compared_with=None, comparable_orders=0, completed_orders=0, p50=None, p90=None)
         else:
-            frame, remaining = levels[level]
+            frame, others, remaining = levels[level]
             p50, p90 = _km_quantiles(remaining, list(frame["done"]))
             finished = int(frame["finished"].sum())
             out.update(
                 compared_with={1: "kind, stage and saturation", 2: "stage", 3: "all orders"}[level],
-                comparable_orders=len(frame),
+                comparable_orders=others,
                 completed_orders=int(frame["done"].sum()),
                 probability_not_completed=(finished - int(frame["done"].sum())) / finished if finished else None,
                 p50=p50,

@@ -642,20 +642,27 @@ def test_the_delivery_forecast_worked_out_by_hand(forecast_marts):
     def hours(h: float) -> datetime:
         return now + timedelta(hours=h)
 
-    # O1 (running 5 h, kind not known): the 20 teachers (remaining 10k - 5 h; T20's kind was not
-    # known yet 5 h into its running either) and O2 censored at 150 h. Share still
-    # waiting after the j-th completion: (21 - j) / 21 up to j = 15; 10/21 <= 1/2 at j = 11 (105 h).
-    # After O2 leaves: 6/21 x 4/5 x 3/4 x 2/3 x 1/2 = 0.057 <= 1/10 at j = 19 (185 h).
-    # O3 (saturated, Activate Create): nobody of that kind and saturated at that point: by stage,
-    # with O1 censored at 0 h: the same.
-    # O2 (running 155 h, stuck): 5 teachers ran that long (k = 16..20; T20 an Activate Activate
-    # order by then, 4 of its kind), too few at every level:
-    # the widest, every order as old (157 h): remaining 5, 15, 25, 35, 45 h: 1/2 at 25 h, 1/10 at 45 h.
-    # O4 (acknowledged 9 h, nobody stayed that long): every order as old (10 h): teachers at 10k - 8 h,
-    # O2 censored at 147 h: 102 h and 182 h, both before its appointment at +800 h, the floor; that
-    # is 810 h after its submission, more than the 30 days of delivery_target_days: late.
+    # Classes of time start at 0, 6, 12, 24, 48, 72, 120, 168 h (forecast_time_classes_hours).
+    # O1 (running 5 h, kind not known; class 0, d = 5 h): the stretches that were running at 0 h,
+    # their kind and saturation as at 0 h: the 20 teachers (completed 10k h after; T20's kind was
+    # not known yet), O2 (censored at 155 h), O3 (not saturated yet at 0 h; censored at 5 h) and O1
+    # itself (censored at 5 h, not counted): 22. Nobody completed before 5 h; share still waiting
+    # after the j-th completion: (21 - j) / 21 up to j = 15; 10/21 <= 1/2 at j = 11 (110 h, 105 h
+    # from now). After O2 leaves: 6/21 x 4/5 x 3/4 x 2/3 x 1/2 = 0.057 <= 1/10 at j = 19 (185 h).
+    # O3 (saturated, Activate Create): nobody of that kind and saturated at 0 h: by stage, the
+    # same 22 and the same dates.
+    # O2 (running 155 h, stuck; class 120 h, d = 35 h): still running at 120 h and not completed
+    # 35 h later: T16..T20 (T20 an Activate Activate order by 120 h), 4 of its kind, 5 by stage,
+    # too few: the widest, every order as old, from class 120 h with d = 37 h (its age is 157 h):
+    # T12..T20 and O2 at 120 h; completions at 2, 12, 22, 32 h leave 9/10 x 8/9 x 7/8 x 6/7 = 0.6
+    # waiting at 37 h; then T16..T20 at 42, 52, 62, 72, 82 h: 0.48, 0.36, 0.24 <= 0.5 x 0.6 at
+    # 62 h (25 h from now), 0.12, 0 <= 0.1 x 0.6 at 82 h (45 h from now).
+    # O4 (acknowledged 9 h, class 6 h: nobody else stayed acknowledged 6 h): every order as old
+    # (age 10 h, class 6 h, d = 4 h): the teachers, completed 10k - 8 h from now, and O2 (censored
+    # at 147 h): 21; p50 102 h and p90 182 h, both before its appointment at +800 h, the floor;
+    # that is 810 h after its submission, more than the 30 days of delivery_target_days: late.
     expected = {
-        "ord-o1": ("running", False, "kind, stage and saturation", 21, 20, hours(105), hours(185), None),
+        "ord-o1": ("running", False, "kind, stage and saturation", 22, 20, hours(105), hours(185), None),
         "ord-o2": ("running", False, "all orders", 5, 5, hours(25), hours(45), None),
         "ord-o3": ("running", True, "stage", 22, 20, hours(105), hours(185), None),
         "ord-o4": ("acknowledged", False, "all orders", 21, 20, hours(800), hours(800), hours(800)),

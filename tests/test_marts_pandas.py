@@ -4,8 +4,10 @@ in pandas from the API's own events (tests/marts_pandas.py)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
+import yaml
 
 from covage_pipeline.models import build
 from covage_pipeline.pipeline import ingest
@@ -13,6 +15,8 @@ from covage_pipeline.warehouse import query
 
 from . import marts_pandas as pdm
 from .extraction import settings_for
+
+ROOT = Path(__file__).parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +218,8 @@ def test_open_order_forecast(built):
     from datetime import timedelta
 
     query, ev, orders = built
-    expected = {r["order_uuid"]: r for r in pdm.open_order_forecast(ev, orders)}
+    classes = yaml.safe_load((ROOT / "sql" / "dbt_project.yml").read_text())["vars"]["forecast_time_classes_hours"]
+    expected = {r["order_uuid"]: r for r in pdm.open_order_forecast(ev, orders, classes)}
     got = {r["order_uuid"]: r for r in query("select * from main_marts.open_order_forecast")}
     assert set(got) == set(expected) and len(got) > 50
     assert {r["compared_with"] for r in got.values()} >= {"kind, stage and saturation", "all orders"}

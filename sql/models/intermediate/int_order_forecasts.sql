@@ -2,8 +2,15 @@
 -- and every week back for `forecast_backtest_weeks` weeks, each learning only from the orders
 -- finished by its cutoff, so that forecast_calibration can check past forecasts against what
 -- happened. See open_order_forecast's docs for the method.
+--
+-- Why by classes of time: comparing each open order with every stretch of history, at its own
+-- time in stage, costs open orders x history at every cutoff (on 10,000 orders, 5 minutes and
+-- 18 GB; out of memory on 145,000). Here one survival curve is learned per cutoff, comparison
+-- and class of time (`forecast_time_classes_hours`), and each open order reads its own point off
+-- its class's curve: the cost grows with history x classes, not with open orders.
 
 {%- set min_orders = var('forecast_min_orders') %}
+{%- set classes = var('forecast_time_classes_hours') %}
 
 with
 
@@ -18,6 +25,15 @@ cutoffs as (
     select as_of.as_of - (weeks.k * 7) * interval '1 day' as cutoff, weeks.k = 0 as is_now
     from as_of
     cross join {{ series('0', var('forecast_backtest_weeks'), 'weeks', 'k') }}
+
+),
+
+-- where each class of time (in a stage, or since submission) begins, in hours
+time_classes as (
+
+    {% for start in [0] + classes | reject('equalto', 0) | list %}
+    select {{ start }} as class_start{% if not loop.last %} union all{% endif %}
+    {%- endfor %}
 
 ),
 
@@ -37,6 +53,8 @@ open_then as (
         stages.stage,
         stages.entered_at,
         stages.submitted_at,
+        stages.saturated_at,
+        stages.kind_known_at,
         coalesce(stages.saturated_at <= cutoffs.cutoff, false) as is_saturated,
         case when stages.kind_known_at <= cutoffs.cutoff then stages.kind end as kind,
         {{ hours_between('stages.entered_at', 'cutoffs.cutoff') }} as hours_in_stage,
@@ -47,6 +65,22 @@ open_then as (
         and (stages.left_at is null or stages.left_at > cutoffs.cutoff)
         and stages.submitted_at <= cutoffs.cutoff
         and (stages.ended_at is null or stages.ended_at > cutoffs.cutoff)
+
+),
+
+-- the class of its time in stage, and of its age
+open_classes as (
+
+    select
+        open_then.cutoff,
+        open_then.order_uuid,
+        max(case when time_classes.class_start <= open_then.hours_in_stage then time_classes.class_start end)
+            as stage_class,
+        max(case when time_classes.class_start <= open_then.age_hours then time_classes.class_start end)
+            as age_class
+    from open_then
+    cross join time_classes
+    group by open_then.cutoff, open_then.order_uuid
 
 ),
 
@@ -80,8 +114,15 @@ learned as (
 
     select
         cutoffs.cutoff,
-        stages.*,
+        stages.order_uuid,
+        stages.stage,
+        stages.entered_at,
+        stages.submitted_at,
+        stages.saturated_at,
+        stages.kind,
+        stages.kind_known_at,
         coalesce(stages.ended_at <= cutoffs.cutoff, false) as is_finished,
+        coalesce(stages.ended_at <= cutoffs.cutoff and stages.outcome = 'completed', false) as completed,
         case when stages.ended_at <= cutoffs.cutoff then stages.ended_at else cutoffs.cutoff end as observed_until,
         case when stages.left_at <= cutoffs.cutoff then stages.left_at else cutoffs.cutoff end as stage_observed_until
     from cutoffs
@@ -91,54 +132,125 @@ learned as (
 
 orders_then as (
 
-    select distinct cutoff, order_uuid, submitted_at, outcome, is_finished, observed_until from learned
+    select distinct cutoff, order_uuid, submitted_at, is_finished, completed, observed_until from learned
 
 ),
 
--- the stretches in the same stage at least as long as the open order's, measured from the same
--- point of the stage: how long after it they completed (or were last seen open, or ended
--- otherwise: both censor the observation), and whether their kind as known then (none yet is a
--- state of its own) and their saturation state then were the same
-same_stage as (
+-- the stretches that stayed in a stage at least to the start of a class some open order is in,
+-- seen from that point: t, the hours from it until they completed (or were last seen open, or
+-- ended otherwise: both censor the observation), and their kind as known then (none yet is a
+-- state of its own) and saturation state then
+from_stage_class as (
+
+    select
+        learned.cutoff,
+        learned.stage,
+        occupied.class_start,
+        coalesce(
+            case
+                when learned.kind_known_at <= learned.entered_at + occupied.class_start * interval '1 hour'
+                    then learned.kind
+            end,
+            ''
+        ) as kind,
+        coalesce(learned.saturated_at <= learned.entered_at + occupied.class_start * interval '1 hour', false)
+            as is_saturated,
+        learned.is_finished,
+        learned.completed,
+        {{ hours_between('learned.entered_at', 'learned.observed_until') }} - occupied.class_start as t
+    from (
+        select distinct open_then.cutoff, open_then.stage, open_classes.stage_class as class_start
+        from open_then
+        inner join open_classes
+            on open_then.cutoff = open_classes.cutoff and open_then.order_uuid = open_classes.order_uuid
+    ) as occupied
+    inner join learned
+        on learned.cutoff = occupied.cutoff
+        and learned.stage = occupied.stage
+        and {{ hours_between('learned.entered_at', 'learned.stage_observed_until') }} >= occupied.class_start
+
+),
+
+-- the same from submission: every order at least as old as a class some open order is in
+from_age_class as (
+
+    select
+        orders_then.cutoff,
+        occupied.class_start,
+        orders_then.is_finished,
+        orders_then.completed,
+        {{ hours_between('orders_then.submitted_at', 'orders_then.observed_until') }} - occupied.class_start as t
+    from (select distinct cutoff, age_class as class_start from open_classes) as occupied
+    inner join orders_then
+        on orders_then.cutoff = occupied.cutoff
+        and {{ hours_between('orders_then.submitted_at', 'orders_then.observed_until') }} >= occupied.class_start
+
+),
+
+-- the comparisons, narrowest first: the same kind, stage and saturation state (1), the same
+-- stage (2), every order (3); a curve is one (cutoff, comparison, stage, class, kind, saturation)
+comparable as (
+
+    select cutoff, 1 as comparison, stage, class_start, kind, is_saturated, is_finished, completed, t
+    from from_stage_class
+
+    union all
+
+    select cutoff, 2, stage, class_start, '', false, is_finished, completed, t
+    from from_stage_class
+
+    union all
+
+    select cutoff, 3, '', class_start, '', false, is_finished, completed, t
+    from from_age_class
+
+),
+
+-- each open order's point on the curve of each comparison: d hours after its class start.
+-- Its own stretch is on the curve (censored at d) when its state at the class start was its
+-- state now; it is not counted among the comparable orders.
+points as (
 
     select
         open_then.cutoff,
         open_then.order_uuid,
-        learned.is_finished,
-        learned.is_finished and learned.outcome = 'completed' as completed,
-        {{ hours_between("learned.entered_at + open_then.hours_in_stage * interval '1 hour'", 'learned.observed_until') }}
-            as remaining_hours,
-        coalesce(
-            learned.saturated_at <= learned.entered_at + open_then.hours_in_stage * interval '1 hour', false
-        ) = open_then.is_saturated as same_saturation,
-        coalesce(
-            case
-                when learned.kind_known_at <= learned.entered_at + open_then.hours_in_stage * interval '1 hour'
-                    then learned.kind
-            end,
-            ''
-        ) = coalesce(open_then.kind, '') as same_kind
+        1 as comparison,
+        open_then.stage,
+        open_classes.stage_class as class_start,
+        coalesce(open_then.kind, '') as kind,
+        open_then.is_saturated,
+        open_then.hours_in_stage - open_classes.stage_class as d,
+        case
+            when coalesce(
+                case
+                    when open_then.kind_known_at <= open_then.entered_at + open_classes.stage_class * interval '1 hour'
+                        then open_then.kind
+                end,
+                ''
+            ) = coalesce(open_then.kind, '')
+            and coalesce(
+                open_then.saturated_at <= open_then.entered_at + open_classes.stage_class * interval '1 hour', false
+            ) = open_then.is_saturated
+                then 1
+            else 0
+        end as itself
     from open_then
-    inner join learned
-        on learned.cutoff = open_then.cutoff
-        and learned.order_uuid != open_then.order_uuid
-        and learned.stage = open_then.stage
-        and {{ hours_between('learned.entered_at', 'learned.stage_observed_until') }} >= open_then.hours_in_stage
-
-),
-
--- comparable orders, from the narrowest comparison to the widest: the same kind, stage and
--- saturation state (1), the same stage (2), every order just as old (3)
-comparable as (
-
-    select cutoff, order_uuid, 1 as comparison, is_finished, completed, remaining_hours
-    from same_stage
-    where same_kind and same_saturation
+    inner join open_classes on open_then.cutoff = open_classes.cutoff and open_then.order_uuid = open_classes.order_uuid
 
     union all
 
-    select cutoff, order_uuid, 2, is_finished, completed, remaining_hours
-    from same_stage
+    select
+        open_then.cutoff,
+        open_then.order_uuid,
+        2,
+        open_then.stage,
+        open_classes.stage_class,
+        '',
+        false,
+        open_then.hours_in_stage - open_classes.stage_class,
+        1
+    from open_then
+    inner join open_classes on open_then.cutoff = open_classes.cutoff and open_then.order_uuid = open_classes.order_uuid
 
     union all
 
@@ -146,46 +258,61 @@ comparable as (
         open_then.cutoff,
         open_then.order_uuid,
         3,
-        orders_then.is_finished,
-        orders_then.is_finished and orders_then.outcome = 'completed',
-        {{ hours_between("orders_then.submitted_at + open_then.age_hours * interval '1 hour'", 'orders_then.observed_until') }}
+        '',
+        open_classes.age_class,
+        '',
+        false,
+        open_then.age_hours - open_classes.age_class,
+        1
     from open_then
-    inner join orders_then
-        on orders_then.cutoff = open_then.cutoff
-        and orders_then.order_uuid != open_then.order_uuid
-        and {{ hours_between('orders_then.submitted_at', 'orders_then.observed_until') }} >= open_then.age_hours
+    inner join open_classes on open_then.cutoff = open_classes.cutoff and open_then.order_uuid = open_classes.order_uuid
 
 ),
 
--- Kaplan-Meier: the share of comparable orders not yet completed after t hours, each time an
--- order completes: the product of (1 - completions / orders still observed) up to t
+-- the curves some open order reads, numbered
+curve_keys as (
+
+    select
+        *,
+        row_number() over (order by cutoff, comparison, stage, class_start, kind, is_saturated) as curve
+    from (select distinct cutoff, comparison, stage, class_start, kind, is_saturated from points) as wanted
+
+),
+
+-- Kaplan-Meier: the share not yet completed t hours after the class start, each time one
+-- completes: the product of (1 - completions / orders still observed) up to t
 at_each_time as (
 
     select
-        cutoff,
-        order_uuid,
-        comparison,
-        remaining_hours,
-        count(case when completed then 1 end) as completions,
+        curve_keys.curve,
+        comparable.t,
+        count(case when comparable.completed then 1 end) as completions,
+        count(case when comparable.is_finished and not comparable.completed then 1 end) as ended_otherwise,
         count(*) as leaving
     from comparable
-    group by cutoff, order_uuid, comparison, remaining_hours
+    inner join curve_keys
+        on comparable.cutoff = curve_keys.cutoff
+        and comparable.comparison = curve_keys.comparison
+        and comparable.stage = curve_keys.stage
+        and comparable.class_start = curve_keys.class_start
+        and comparable.kind = curve_keys.kind
+        and comparable.is_saturated = curve_keys.is_saturated
+    group by curve_keys.curve, comparable.t
 
 ),
 
+-- still observed at t: all of the curve's orders but those that left before t
 at_risk as (
 
     select
         *,
-        sum(leaving) over (
-            partition by cutoff, order_uuid, comparison order by remaining_hours desc
-            rows between unbounded preceding and current row
-        ) as still_observed
+        sum(leaving) over (partition by curve) - sum(leaving) over running + leaving as still_observed
     from at_each_time
+    window running as (partition by curve order by t rows between unbounded preceding and current row)
 
 ),
 
-survival as (
+curves as (
 
     select
         *,
@@ -198,25 +325,85 @@ survival as (
                 over running)
         end as not_yet_completed
     from at_risk
-    window running as (
-        partition by cutoff, order_uuid, comparison order by remaining_hours
-        rows between unbounded preceding and current row
-    )
+    window running as (partition by curve order by t rows between unbounded preceding and current row)
 
 ),
 
-by_comparison as (
+-- the points among their curves, in time order (a point before a curve's time equal to it): the
+-- share not yet completed just before d (the lowest of the curve before it), and how many of
+-- the curve's orders were still observed at d, and later completed or ended otherwise
+at_points as (
 
     select
-        comparable.cutoff,
-        comparable.order_uuid,
-        comparable.comparison,
-        count(*) as comparable_orders,
-        count(case when comparable.completed then 1 end) as completed_orders,
-        count(case when comparable.is_finished and not comparable.completed then 1 end) as ended_otherwise,
-        count(case when comparable.is_finished then 1 end) as finished_orders
-    from comparable
-    group by comparable.cutoff, comparable.order_uuid, comparable.comparison
+        cutoff,
+        order_uuid,
+        comparison,
+        curve,
+        d,
+        itself,
+        coalesce(min(not_yet_completed) over before, 1.0) as waiting_at_d,
+        sum(leaving) over whole - sum(leaving) over before as still_observed,
+        sum(completions) over whole - sum(completions) over before as completions_later,
+        sum(ended_otherwise) over whole - sum(ended_otherwise) over before as ended_otherwise_later
+    from (
+        select
+            curve, t, 1 as is_curve, not_yet_completed, leaving, completions, ended_otherwise,
+            cast(null as timestamp) as cutoff, cast(null as {{ dbt.type_string() }}) as order_uuid,
+            cast(null as integer) as comparison, cast(null as {{ type_double() }}) as d, 0 as itself
+        from curves
+
+        union all
+
+        select
+            curve_keys.curve, points.d, 0, null, 0, 0, 0,
+            points.cutoff, points.order_uuid, points.comparison, points.d, points.itself
+        from points
+        inner join curve_keys
+            on points.cutoff = curve_keys.cutoff
+            and points.comparison = curve_keys.comparison
+            and points.stage = curve_keys.stage
+            and points.class_start = curve_keys.class_start
+            and points.kind = curve_keys.kind
+            and points.is_saturated = curve_keys.is_saturated
+    ) as together
+    window
+        whole as (partition by curve),
+        before as (partition by curve order by t, is_curve rows between unbounded preceding and current row)
+
+),
+
+-- p50 (p90): the first completion after which the share not yet completed, given the order had
+-- not completed by d, is 1/2 (1/10) or less: not_yet_completed <= share x waiting_at_d. Points
+-- among the curve's completions in order of that share (a point after a curve's equal share)
+targets as (
+
+    select
+        cutoff,
+        order_uuid,
+        comparison,
+        share,
+        d,
+        min(t) over (partition by curve order by level, is_point rows between unbounded preceding and current row)
+            as t
+    from (
+        select
+            curve, not_yet_completed as level, 0 as is_point, t,
+            cast(null as timestamp) as cutoff, cast(null as {{ dbt.type_string() }}) as order_uuid,
+            cast(null as integer) as comparison, cast(null as {{ type_double() }}) as share,
+            cast(null as {{ type_double() }}) as d
+        from curves
+        where completions > 0
+
+        union all
+
+        -- (a hair above: the product of logarithms lands on 0.5000000001 where the count says 1/2)
+        select
+            at_points.curve, shares.share * at_points.waiting_at_d + 1e-9, 1, null,
+            at_points.cutoff, at_points.order_uuid, at_points.comparison, shares.share, at_points.d
+        from at_points
+        cross join (select 0.5 as share union all select 0.1) as shares
+        where at_points.order_uuid is not null and at_points.completions_later > 0
+    ) as together
 
 ),
 
@@ -226,11 +413,27 @@ quantiles as (
         cutoff,
         order_uuid,
         comparison,
-        -- (a hair above: the product of logarithms lands on 0.5000000001 where the count says 1/2)
-        min(case when not_yet_completed <= 0.5 + 1e-9 then remaining_hours end) as p50_remaining_hours,
-        min(case when not_yet_completed <= 0.1 + 1e-9 then remaining_hours end) as p90_remaining_hours
-    from survival
+        -- (t >= d always holds when waiting_at_d > 0; a guard for the curve that fell to 0 before)
+        max(case when share = 0.5 and t >= d then t - d end) as p50_remaining_hours,
+        max(case when share = 0.1 and t >= d then t - d end) as p90_remaining_hours
+    from targets
+    where order_uuid is not null
     group by cutoff, order_uuid, comparison
+
+),
+
+by_comparison as (
+
+    select
+        cutoff,
+        order_uuid,
+        comparison,
+        still_observed - itself as comparable_orders,
+        completions_later as completed_orders,
+        ended_otherwise_later as ended_otherwise,
+        completions_later + ended_otherwise_later as finished_orders
+    from at_points
+    where order_uuid is not null and still_observed - itself > 0
 
 ),
 

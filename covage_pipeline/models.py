@@ -55,6 +55,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         env.update(
             COVAGE_DBT_LAKE_URL=settings.lake_location,
             COVAGE_DBT_SPARK_MASTER=settings.spark_master,
+            COVAGE_DBT_SPARK_MEMORY=settings.spark_driver_memory,
             COVAGE_DBT_SPARK_DIR=str(settings.spark_dir),
         )
     if settings.destination == "postgres":

@@ -60,6 +60,7 @@ _ENV = {
     "motherduck_database": "COVAGE_MOTHERDUCK_DATABASE",
     "lake_url": "COVAGE_LAKE_URL",
     "spark_master": "COVAGE_SPARK_MASTER",
+    "spark_driver_memory": "COVAGE_SPARK_DRIVER_MEMORY",
 }
 _SECRETS = {"api_token", "postgres_url", "alert_webhook_url"}
 # duckdb, postgres and spark are tested here; the others go through the same code (dlt destinations,
@@ -117,6 +118,9 @@ class Settings:
     # gs://: credentials as dlt's filesystem destination reads them); None = <data_dir>/lake
     lake_url: str | None = None
     spark_master: str = "local[2]"  # the Spark the models build on (and the readers query)
+    # the driver's heap (on local[N], all of Spark): Spark's own 1g failed the forecast's windows
+    # on 200,000 events
+    spark_driver_memory: str = "4g"
 
     @property
     def dbt_project(self) -> Path:

@@ -21,6 +21,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     home = settings.spark_dir
     return {
         "spark.master": settings.spark_master,
+        "spark.driver.memory": settings.spark_driver_memory,
         "spark.sql.warehouse.dir": f"{home}/warehouse",
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={home}/metastore_db;create=true",
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={home}",

@@ -4,11 +4,11 @@ build, at several sizes of history, in one run.
 
 Per size: an emulator with --orders over 180 days (frozen clock), `covage ingest`, then
 `covage build` timed, its peak RSS read from the kernel (children included: dbt runs in-process),
-and dbt's own time for each model from run_results.json. The forecast compares every open order
-with every stretch of history at each cutoff, so its cost grows with open orders x history: this
-shows by how much, next to the rest of the build (the ratio forecast / rest of the build).
+and dbt's own time for each model from run_results.json. The forecast learns one curve per cutoff,
+comparison and class of time from the stretches of history: this shows how its cost grows with
+the history, next to the rest of the build (the ratio forecast / rest of the build).
 
-    .venv/bin/python benchmarks/forecast_scale.py [--orders 3000 6000 10000]
+    .venv/bin/python benchmarks/forecast_scale.py [--orders 3000 10000 30000]
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def one_size(orders: int, tmp: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--orders", type=int, nargs="+", default=[3000, 6000, 10000], help="sizes, smallest first")
+    parser.add_argument("--orders", type=int, nargs="+", default=[3000, 10000, 30000], help="sizes, smallest first")
     args = parser.parse_args()
     print(f"{'orders':>8}{'open':>7}{'build':>10}{'forecast':>11}{'rest':>9}{'ratio':>8}{'peak':>10}")
     with tempfile.TemporaryDirectory(prefix="covage-forecast-scale-") as tmp:

@@ -428,8 +428,9 @@ by_comparison as (
         cutoff,
         order_uuid,
         comparison,
-        still_observed - itself as comparable_orders,
-        completions_later as completed_orders,
+        -- (sums of counts: a wider integer on DuckDB and PostgreSQL than the count they add up)
+        cast(still_observed - itself as {{ dbt.type_bigint() }}) as comparable_orders,
+        cast(completions_later as {{ dbt.type_bigint() }}) as completed_orders,
         ended_otherwise_later as ended_otherwise,
         completions_later + ended_otherwise_later as finished_orders
     from at_points

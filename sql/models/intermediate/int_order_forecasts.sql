@@ -68,19 +68,24 @@ open_then as (
 
 ),
 
--- the class of its time in stage, and of its age
+-- each of them with the class of its time in stage, and of its age
 open_classes as (
 
-    select
-        open_then.cutoff,
-        open_then.order_uuid,
-        max(case when time_classes.class_start <= open_then.hours_in_stage then time_classes.class_start end)
-            as stage_class,
-        max(case when time_classes.class_start <= open_then.age_hours then time_classes.class_start end)
-            as age_class
+    select open_then.*, classes.stage_class, classes.age_class
     from open_then
-    cross join time_classes
-    group by open_then.cutoff, open_then.order_uuid
+    inner join (
+        select
+            open_then.cutoff,
+            open_then.order_uuid,
+            max(case when time_classes.class_start <= open_then.hours_in_stage then time_classes.class_start end)
+                as stage_class,
+            max(case when time_classes.class_start <= open_then.age_hours then time_classes.class_start end)
+                as age_class
+        from open_then
+        cross join time_classes
+        group by open_then.cutoff, open_then.order_uuid
+    ) as classes
+        on open_then.cutoff = classes.cutoff and open_then.order_uuid = classes.order_uuid
 
 ),
 
@@ -159,10 +164,7 @@ from_stage_class as (
         learned.completed,
         {{ hours_between('learned.entered_at', 'learned.observed_until') }} - occupied.class_start as t
     from (
-        select distinct open_then.cutoff, open_then.stage, open_classes.stage_class as class_start
-        from open_then
-        inner join open_classes
-            on open_then.cutoff = open_classes.cutoff and open_then.order_uuid = open_classes.order_uuid
+        select distinct cutoff, stage, stage_class as class_start from open_classes
     ) as occupied
     inner join learned
         on learned.cutoff = occupied.cutoff
@@ -212,60 +214,57 @@ comparable as (
 points as (
 
     select
-        open_then.cutoff,
-        open_then.order_uuid,
+        open_classes.cutoff,
+        open_classes.order_uuid,
         1 as comparison,
-        open_then.stage,
+        open_classes.stage,
         open_classes.stage_class as class_start,
-        coalesce(open_then.kind, '') as kind,
-        open_then.is_saturated,
-        open_then.hours_in_stage - open_classes.stage_class as d,
+        coalesce(open_classes.kind, '') as kind,
+        open_classes.is_saturated,
+        open_classes.hours_in_stage - open_classes.stage_class as d,
         case
             when coalesce(
                 case
-                    when open_then.kind_known_at <= open_then.entered_at + open_classes.stage_class * interval '1 hour'
-                        then open_then.kind
+                    when open_classes.kind_known_at <= open_classes.entered_at + open_classes.stage_class * interval '1 hour'
+                        then open_classes.kind
                 end,
                 ''
-            ) = coalesce(open_then.kind, '')
+            ) = coalesce(open_classes.kind, '')
             and coalesce(
-                open_then.saturated_at <= open_then.entered_at + open_classes.stage_class * interval '1 hour', false
-            ) = open_then.is_saturated
+                open_classes.saturated_at <= open_classes.entered_at + open_classes.stage_class * interval '1 hour', false
+            ) = open_classes.is_saturated
                 then 1
             else 0
         end as itself
-    from open_then
-    inner join open_classes on open_then.cutoff = open_classes.cutoff and open_then.order_uuid = open_classes.order_uuid
+    from open_classes
 
     union all
 
     select
-        open_then.cutoff,
-        open_then.order_uuid,
+        open_classes.cutoff,
+        open_classes.order_uuid,
         2,
-        open_then.stage,
+        open_classes.stage,
         open_classes.stage_class,
         '',
         false,
-        open_then.hours_in_stage - open_classes.stage_class,
+        open_classes.hours_in_stage - open_classes.stage_class,
         1
-    from open_then
-    inner join open_classes on open_then.cutoff = open_classes.cutoff and open_then.order_uuid = open_classes.order_uuid
+    from open_classes
 
     union all
 
     select
-        open_then.cutoff,
-        open_then.order_uuid,
+        open_classes.cutoff,
+        open_classes.order_uuid,
         3,
         '',
         open_classes.age_class,
         '',
         false,
-        open_then.age_hours - open_classes.age_class,
+        open_classes.age_hours - open_classes.age_class,
         1
-    from open_then
-    inner join open_classes on open_then.cutoff = open_classes.cutoff and open_then.order_uuid = open_classes.order_uuid
+    from open_classes
 
 ),
 

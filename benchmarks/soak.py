@@ -6,7 +6,12 @@ time beside the CLI's (`covage ingest` + `covage build`) on a comparable tick, t
 of every Dagster process over time (and its trend), the disk used per run, and whether the
 warehouse equals the emulator's ground truth at the end (no duplicate, nothing missing).
 
-    .venv/bin/python benchmarks/soak.py [--minutes 15] [--speed 300]
+    .venv/bin/python benchmarks/soak.py [--minutes 15] [--speed 300] [--retention-minutes 10]
+
+With `--retention-minutes`, finished runs older than that are deleted every five minutes
+(COVAGE_RETENTION_DAYS, COVAGE_PRUNE_CRON), so the disk should stop growing once the first runs
+age out: the disk trend is also given for the second half alone. Runs are recorded as they are
+seen, so the figures cover the runs the pruning deletes.
 
 Run it from a checkout nobody edits meanwhile: each Dagster run imports the code and reads the
 dbt project afresh, so an edit during the soak shows up as failed runs.
@@ -58,6 +63,14 @@ def failure_reasons(url: str, run_id: str) -> list[str]:
             text = (event.get("error") or {}).get("message") or event.get("message") or ""
             reasons.append(text.strip().splitlines()[0][:300] if text.strip() else event["__typename"])
     return reasons
+
+
+def record_runs(url: str, seen: dict[str, dict], failed: dict[str, list[str]]) -> None:
+    """Adds the runs the instance holds now to `seen`; the reasons of a failure are read at once."""
+    for run in graphql(url, RUNS)["runsOrError"]["results"]:
+        seen[run["runId"]] = run
+        if run["status"] == "FAILURE" and run["runId"] not in failed:
+            failed[run["runId"]] = failure_reasons(url, run["runId"])
 
 
 def graphql(url: str, query: str) -> dict:
@@ -130,6 +143,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--speed", type=float, default=300.0, help="emulated seconds per real second")
     parser.add_argument("--orders", type=int, default=2000)
+    parser.add_argument("--retention-minutes", type=float, help="prune finished runs older than this, every 5 min")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="covage-soak-"))
     data = tmp / "data"
@@ -149,6 +163,8 @@ def main() -> None:
         "COVAGE_SCHEDULES": "on",
         "COVAGE_INGEST_CRON": "* * * * *",
     }
+    if args.retention_minutes:
+        env |= {"COVAGE_RETENTION_DAYS": str(args.retention_minutes / 1440), "COVAGE_PRUNE_CRON": "*/5 * * * *"}
     dagster = None
     try:
         wait_http(f"{api}/_emulator/status", emulator)
@@ -165,7 +181,10 @@ def main() -> None:
         memory: dict[str, list[tuple[float, float]]] = {}
         sql_seconds: list[float] = []
         disk: list[tuple[float, float]] = []
+        seen: dict[str, dict] = {}  # every run as last seen: the pruning deletes the old ones
+        failed: dict[str, list[str]] = {}
         while time.monotonic() - started < args.minutes * 60:
+            record_runs(ui, seen, failed)
             now = time.monotonic() - started
             for pid, name in dagster_processes(dagster.pid).items():
                 if name != "run worker" and (mb := rss_mb(pid)) is not None:
@@ -177,8 +196,8 @@ def main() -> None:
                     sql_seconds.append(float("nan"))
             disk.append((now, disk_mb(data)))
             time.sleep(20)
-        runs = graphql(ui, RUNS)["runsOrError"]["results"]
-        failed = {r["runId"]: failure_reasons(ui, r["runId"]) for r in runs if r["status"] == "FAILURE"}
+        record_runs(ui, seen, failed)
+        runs = list(seen.values())
     finally:
         if dagster is not None:
             os.killpg(dagster.pid, signal.SIGTERM)
@@ -229,7 +248,11 @@ def main() -> None:
         )
     if finished and len(disk) > 2:
         per_run = (disk[-1][1] - disk[len(disk) // 4][1]) / max(1, len(finished) * 3 // 4)
-        print(f"disk: {disk[-1][1]:.0f} MB in the data dir, about {per_run:.2f} MB a run once warmed up")
+        half = [(t, mb) for t, mb in disk if t >= disk[-1][0] / 2]
+        print(
+            f"disk: {disk[-1][1]:.0f} MB in the data dir, about {per_run:.2f} MB a run once warmed up; "
+            f"trend over the second half {slope_per_hour(half):+.1f} MB/h"
+        )
     if sql_seconds:
         print(f"covage sql: median {statistics.median(sql_seconds):.2f} s, max {max(sql_seconds):.2f} s")
     exact = len(stored) == len(set(stored)) and set(stored) == truth

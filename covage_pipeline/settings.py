@@ -53,6 +53,7 @@ _ENV = {
     "schedules": "COVAGE_SCHEDULES",
     "ingest_cron": "COVAGE_INGEST_CRON",
     "daily_cron": "COVAGE_DAILY_CRON",
+    "prune_cron": "COVAGE_PRUNE_CRON",
     "freshness_minutes": "COVAGE_FRESHNESS_MINUTES",
     "chart_months": "COVAGE_CHART_MONTHS",
     "alert_webhook_url": "COVAGE_ALERT_WEBHOOK_URL",
@@ -108,6 +109,7 @@ class Settings:
     schedules: bool = False  # the schedules start switched on (else: on in the UI)
     ingest_cron: str = "*/5 * * * *"  # ingest what is new, rebuild, publish (the reference polls every few minutes)
     daily_cron: str = "0 3 * * *"  # every model rebuilt from all events
+    prune_cron: str = "30 4 * * *"  # finished runs older than retention_days deleted
     freshness_minutes: float = 60.0  # the check events_are_fresh warns past this age of the newest event
     chart_months: int = 12  # monthly charts (Dagster, notebooks) show the last this many months
     alert_webhook_url: str | None = field(default=None, repr=False)  # where support alerts are posted

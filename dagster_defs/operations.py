@@ -133,8 +133,9 @@ def build_schedules(
         dg.ScheduleDefinition(
             name="prune_history_daily",
             job=prune,
-            cron_schedule="30 4 * * *",
+            cron_schedule=settings.prune_cron,
             default_status=status,
-            description="Every night at 04:30: delete finished runs older than COVAGE_RETENTION_DAYS (21).",
+            description=f"Delete finished runs older than COVAGE_RETENTION_DAYS ({settings.retention_days:g} days): on "
+            f"cron `{settings.prune_cron}` (COVAGE_PRUNE_CRON; default 04:30 every night).",
         ),
     ]

@@ -21,6 +21,7 @@ from dagster_defs import build_definitions
 from dagster_defs.dbt import ANALYSTS_COPY_KEY, KEEP_TARGET_FOLDERS
 from dagster_defs.definitions import DAILY_JOB, INGEST_JOB
 from dagster_defs.dlt import EVENTS_KEY
+from dagster_defs.operations import PRUNE_JOB
 
 from .extraction import settings_for, warehouse
 
@@ -149,15 +150,21 @@ def test_schedules_target_their_jobs_and_are_off_by_default(setup, monkeypatch):
     assert len(requests) == 1 and requests[0].job_name in (None, INGEST_JOB)
     monkeypatch.setenv("COVAGE_SCHEDULES", "on")
     monkeypatch.setenv("COVAGE_INGEST_CRON", "*/10 * * * *")
+    monkeypatch.setenv("COVAGE_PRUNE_CRON", "*/15 * * * *")
     from dataclasses import replace
 
     from covage_pipeline.settings import load_settings
 
     resolved = load_settings()  # the variables, read the way every setting is
-    settings = replace(settings, schedules=resolved.schedules, ingest_cron=resolved.ingest_cron)
-    turned_on = build_definitions(settings).resolve_schedule_def("ingest_every_5_minutes")
-    assert turned_on.default_status == dg.DefaultScheduleStatus.RUNNING
-    assert turned_on.cron_schedule == "*/10 * * * *"
+    settings = replace(
+        settings, schedules=resolved.schedules, ingest_cron=resolved.ingest_cron, prune_cron=resolved.prune_cron
+    )
+    turned_on = build_definitions(settings)
+    assert turned_on.resolve_schedule_def("ingest_every_5_minutes").default_status == dg.DefaultScheduleStatus.RUNNING
+    assert turned_on.resolve_schedule_def("ingest_every_5_minutes").cron_schedule == "*/10 * * * *"
+    prune = turned_on.resolve_schedule_def("prune_history_daily")
+    assert prune.job_name == PRUNE_JOB and prune.cron_schedule == "*/15 * * * *"
+    assert "*/15 * * * *" in prune.description
 
 
 def test_the_daily_build_rebuilds_incremental_models_from_scratch(setup):

@@ -10,6 +10,7 @@ grow whenever a run lasts longer than the cron's period. Run history is pruned b
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 
@@ -55,14 +56,21 @@ def single_flight_schedule(
 
 
 def prune_history(instance: dg.DagsterInstance, keep_days: float, current_run_id: str | None = None) -> int:
-    """Deletes the finished runs older than `keep_days` (their event logs go with them)."""
+    """Deletes the finished runs older than `keep_days`, with their event logs and captured output."""
     cutoff = datetime.now(UTC) - timedelta(days=keep_days)
     deleted = 0
     while True:
         records = instance.get_run_records(filters=dg.RunsFilter(created_before=cutoff), limit=200)
         stale = [r for r in records if r.dagster_run.status in FINISHED and r.dagster_run.run_id != current_run_id]
         for record in stale:
-            instance.delete_run(record.dagster_run.run_id)
+            run_id = record.dagster_run.run_id
+            instance.delete_run(run_id)
+            # `delete_run` empties the run's rows but leaves its files: the captured stdout/stderr,
+            # and on SQLite storage the run's own event-log file (about 130 KB even when empty)
+            instance.compute_log_manager.delete_logs(prefix=[run_id])
+            if shard := getattr(instance.event_log_storage, "path_for_shard", None):
+                for suffix in ("", "-wal", "-shm"):
+                    Path(shard(run_id) + suffix).unlink(missing_ok=True)
         deleted += len(stale)
         if len(records) < 200 or not stale:
             return deleted

@@ -8,6 +8,7 @@ import shutil
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import dagster as dg
@@ -432,6 +433,11 @@ def test_run_history_is_pruned_after_the_retention(setup):
     assert prune_history(instance, keep_days=0) == 3  # finished ones only
     left = {r.run_id for r in instance.get_runs()}
     assert running.run_id in left and not left & set(finished)
+    # and their files: the captured output, the run's own event-log file (SQLite storage)
+    root = Path(instance.root_directory)
+    files = {p.name for p in root.rglob("*")}
+    assert files, "no instance files found"
+    assert not {name for name in files for run_id in finished if run_id in name}, files
 
 
 def test_the_failure_paths_say_why_and_keep_the_analysts_copy(setup):

@@ -179,7 +179,6 @@ def test_the_daily_build_rebuilds_incremental_models_from_scratch(setup):
     con.close()
     import subprocess
     import sys
-    from pathlib import Path
 
     env = {**os.environ, "COVAGE_DATA_DIR": str(settings.data_dir)}
     covage = str(Path(sys.executable).with_name("covage"))

@@ -95,6 +95,13 @@ def test_the_whole_graph_then_only_new_events(setup):
     assert meta["marts/order_lifecycle_durations"]["chart"].startswith("![")
     assert "data:image/png;base64," in meta["marts/rejection_stats"]["chart"]
     assert "median lead time" in meta["analysts/marts_copy"]["headline_figures"]
+    # column lineage, read from the compiled SQL: every intermediate model and mart has it
+    lineage = {key: m["dagster/column_lineage"] for key, m in meta.items() if "dagster/column_lineage" in m}
+    assert {k for k in meta if k.startswith(("marts/", "intermediate/"))} <= set(lineage)
+    order_uuid = lineage["marts/open_order_forecast"].deps_by_column["order_uuid"]
+    assert [(d.asset_key.to_user_string(), d.column_name) for d in order_uuid] == [
+        ("intermediate/int_order_forecasts", "order_uuid")
+    ]
     cri_files = sum(len(t["data"]) for t in truth if t["type"] == "order-cri")
     assert meta["covage/intervention_reports"]["files_archived"] == cri_files > 0
     checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}

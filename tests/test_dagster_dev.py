@@ -64,6 +64,16 @@ query($id: ID!) {
   runOrError(runId: $id) { ... on Run { status startTime endTime tags { key value } } }
 }
 """
+LINEAGE = """
+query($path: [String!]!) {
+  assetOrError(assetKey: {path: $path}) {
+    ... on Asset { assetMaterializations(limit: 1) { metadataEntries {
+      __typename label
+      ... on TableColumnLineageMetadataEntry { lineage { columnName columnDeps { assetKey { path } columnName } } }
+    } } }
+  }
+}
+"""
 ERRORS = """
 query($id: ID!) {
   logsForRun(runId: $id) {
@@ -180,6 +190,16 @@ def test_dagster_dev_serves_every_asset_and_queues_writers(dagster_dev):
         time.sleep(2)
     assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"], _why_runs_failed(url, run_ids, runs)
     assert {"key": "covage/warehouse", "value": "writes"} in runs[0]["tags"]
+    # the column lineage the UI lists with the materialization (its graph view is Dagster+'s)
+    asset = _graphql(url, LINEAGE, path=["marts", "open_order_forecast"])["assetOrError"]
+    entries = asset["assetMaterializations"][0]["metadataEntries"]
+    lineage = {
+        entry["columnName"]: [(dep["assetKey"]["path"], dep["columnName"]) for dep in entry["columnDeps"]]
+        for found in entries
+        if found["__typename"] == "TableColumnLineageMetadataEntry"
+        for entry in found["lineage"]
+    }
+    assert lineage["order_uuid"] == [(["intermediate", "int_order_forecasts"], "order_uuid")], entries
     # the steps that write the warehouse, in either run, never overlap in time
     writes = []
     for run_id in run_ids:

@@ -24,6 +24,7 @@ from covage_pipeline.warehouse import query
 from ..dlt import OWNERS
 from ..warehouse import POOL, WAREHOUSE_TAGS
 from . import charts
+from .lineage import column_lineage
 
 ANALYSTS_COPY_KEY = dg.AssetKey(["analysts", "marts_copy"])
 CHARTED = {"order_lifecycle_durations", "rejection_stats"}
@@ -107,6 +108,9 @@ def build_dbt_assets(settings: Settings, project: DbtProject) -> dg.AssetsDefini
             if isinstance(event, dg.Output):
                 key = context.asset_key_for_output(event.output_name)
                 extra = {"dagster/row_count": dg.MetadataValue.int(_row_count(settings, key))}
+                unique_id = event.metadata["unique_id"].value
+                if lineage := column_lineage(invocation.manifest, unique_id, invocation.target_path, translator):
+                    extra["dagster/column_lineage"] = dg.MetadataValue.column_lineage(lineage)
                 if key.path[-1] in CHARTED:
                     extra["chart"] = _chart(settings, key.path[-1])
                 event = event.with_metadata({**event.metadata, **extra})

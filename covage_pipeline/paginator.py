@@ -83,7 +83,7 @@ def _take(pending: Counter[bytes], item: Any) -> bool:
 
 def _without_pending(served: list, pending: Counter[bytes]) -> list:
     """`served` less one copy of each pending item; once none is left, the rest is not looked at
-    (the tail comes again at the top of the page: a whole page's keys cost a backfill 5 %)."""
+    (the tail comes again at the top of the page), instead of serializing every item to compare."""
     left = sum(pending.values())
     kept = []
     for item in served:

@@ -660,11 +660,14 @@ def order_kinds(ev: pd.DataFrame) -> dict[str, tuple[str, pd.Timestamp]]:
 
 def _stretches(ev: pd.DataFrame, orders_df: pd.DataFrame) -> pd.DataFrame:
     """Each order's time in one non-final status, to the next status event."""
-    o = orders_df.set_index("order_uuid")
+    # one dict per order: a DataFrame's .at costs about a millisecond, eight times a stretch
+    columns = ["submitted_at", "saturated_at", "kind", "kind_known_at", "outcome", "status_since", "is_final"]
+    info = orders_df.set_index("order_uuid")[columns].to_dict("index")
     rows = []
     statuses = ev[(ev["object_type"] == "order") & ev["type"].isin(list(STATUS))]
     for order_uuid, g in statuses.groupby("object_uuid", sort=False):
         times = list(g["business"])
+        o = info[order_uuid]
         for i, type_ in enumerate(g["type"]):
             if STATUS[type_] in FINAL:
                 continue
@@ -674,12 +677,12 @@ def _stretches(ev: pd.DataFrame, orders_df: pd.DataFrame) -> pd.DataFrame:
                     "stage": STATUS[type_],
                     "entered": times[i],
                     "left": times[i + 1] if i + 1 < len(times) else None,
-                    "submitted": o.at[order_uuid, "submitted_at"],
-                    "saturated": o.at[order_uuid, "saturated_at"],
-                    "kind": o.at[order_uuid, "kind"],
-                    "kind_at": o.at[order_uuid, "kind_known_at"],
-                    "outcome": o.at[order_uuid, "outcome"],
-                    "ended": o.at[order_uuid, "status_since"] if o.at[order_uuid, "is_final"] else None,
+                    "submitted": o["submitted_at"],
+                    "saturated": o["saturated_at"],
+                    "kind": o["kind"],
+                    "kind_at": o["kind_known_at"],
+                    "outcome": o["outcome"],
+                    "ended": o["status_since"] if o["is_final"] else None,
                 }
             )
     return pd.DataFrame(rows)

@@ -97,18 +97,33 @@ def _first(g: pd.DataFrame, *types: str):
     return hit.min() if len(hit) else None
 
 
+def _firsts(events: pd.DataFrame):
+    """`_first` for every object at once: a lookup per type instead of a filter of the group (the
+    filter costs about a millisecond, a dozen times an order)."""
+    table = events.groupby(["object_uuid", "type"])["business"].min().to_dict()
+
+    def first(object_uuid: str, *types: str):
+        found = [table[(object_uuid, t)] for t in types if (object_uuid, t) in table]
+        known = [v for v in found if pd.notna(v)]
+        return min(known) if known else found[0] if found else None
+
+    return first
+
+
 def orders(ev: pd.DataFrame) -> pd.DataFrame:
     rows = []
     kinds = order_kinds(ev)
-    for order_uuid, g in ev[ev["object_type"] == "order"].groupby("object_uuid", sort=False):
+    order_events = ev[ev["object_type"] == "order"]
+    first = _firsts(order_events)
+    for order_uuid, g in order_events.groupby("object_uuid", sort=False):
         count = g["type"].value_counts()
         kind, kind_at = kinds.get(order_uuid, (None, None))
         statuses = g[g["type"].isin(list(STATUS))]
         current = STATUS[statuses["type"].iloc[-1]] if len(statuses) else None
         since = statuses["business"].iloc[-1] if len(statuses) else None
-        submitted = _first(g, "order-submitted")
-        completed = _first(g, "order-completed")
-        rejected = _first(g, "order-rejected")
+        submitted = first(order_uuid, "order-submitted")
+        completed = first(order_uuid, "order-completed")
+        rejected = first(order_uuid, "order-rejected")
         refs = [r for r in g["kosc_order_ref"] if isinstance(r, str)]
         pairs = zip(g["type"], g["service_uuid"], strict=True)
         services = [s for t, s in pairs if t == "order-completed" and isinstance(s, str)]
@@ -120,20 +135,20 @@ def orders(ev: pd.DataFrame) -> pd.DataFrame:
                 "kind": kind,
                 "kind_known_at": kind_at,
                 "submitted_at": submitted,
-                "acknowledged_at": _first(g, "order-acknowledged"),
-                "running_at": _first(g, "order-running"),
-                "appointment_agreed_at": _first(g, "order-appointment-agreed"),
-                "appointment_confirmed_at": _first(g, "order-appointment-confirmed"),
+                "acknowledged_at": first(order_uuid, "order-acknowledged"),
+                "running_at": first(order_uuid, "order-running"),
+                "appointment_agreed_at": first(order_uuid, "order-appointment-agreed"),
+                "appointment_confirmed_at": first(order_uuid, "order-appointment-confirmed"),
                 "completed_at": completed,
                 "rejected_at": rejected,
-                "cancelled_at": _first(g, "order-cancelled"),
-                "dropped_at": _first(g, "order-dropped"),
-                "saturated_at": _first(g, "order-localloop-saturation", "order-network-saturation"),
-                "desaturation_planned_at": _first(
-                    g, "order-localloop-desaturation-planned", "order-network-desaturation-planned"
+                "cancelled_at": first(order_uuid, "order-cancelled"),
+                "dropped_at": first(order_uuid, "order-dropped"),
+                "saturated_at": first(order_uuid, "order-localloop-saturation", "order-network-saturation"),
+                "desaturation_planned_at": first(
+                    order_uuid, "order-localloop-desaturation-planned", "order-network-desaturation-planned"
                 ),
-                "intervention_result_at": _first(
-                    g, "order-on-site-intervention-succeeded", "order-on-site-intervention-failed"
+                "intervention_result_at": first(
+                    order_uuid, "order-on-site-intervention-succeeded", "order-on-site-intervention-failed"
                 ),
                 "first_event_at": g["business"].min(),
                 "last_event_at": g["business"].max(),

@@ -365,6 +365,10 @@ def test_the_same_definitions_on_postgres(emulator_factory, tmp_path, pg_prefix)
     truth = emu.store.ground_truth(emu.url)
     assert meta["covage/events"]["new_events"] == len(truth)
     assert "path" not in meta["analysts/marts_copy"]  # no copy needed: the marts are read in place
+    # column lineage read against the relations of this target's compiled SQL
+    assert {k for k in meta if k.startswith(("marts/", "intermediate/"))} <= {
+        k for k, m in meta.items() if "dagster/column_lineage" in m
+    }
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["no_duplicate_event_uuid"] and all(v for k, v in checks.items() if k != "events_are_fresh")
     con = psycopg2.connect(POSTGRES_URL)

@@ -5,6 +5,7 @@ The dbt source `covage.events` has the dlt asset's key, so the graph runs from t
 mart in one lineage. The manifest is prepared here when missing or stale (a fresh clone, an edit).
 """
 
+import json
 import os
 import shutil
 import sys
@@ -104,12 +105,16 @@ def build_dbt_assets(settings: Settings, project: DbtProject) -> dg.AssetsDefini
             events = list(invocation.stream())
         finally:
             _prune_target_folders(invocation.target_path, KEEP_TARGET_FOLDERS)
+        # the invocation's own manifest: its relation names are those of the compiled SQL (the
+        # definitions' manifest may have been parsed for another target)
+        run_manifest = invocation.target_path / "manifest.json"
+        manifest = json.loads(run_manifest.read_text()) if run_manifest.exists() else invocation.manifest
         for event in events:
             if isinstance(event, dg.Output):
                 key = context.asset_key_for_output(event.output_name)
                 extra = {"dagster/row_count": dg.MetadataValue.int(_row_count(settings, key))}
                 unique_id = event.metadata["unique_id"].value
-                if lineage := column_lineage(invocation.manifest, unique_id, invocation.target_path, translator):
+                if lineage := column_lineage(manifest, unique_id, invocation.target_path, translator):
                     extra["dagster/column_lineage"] = dg.MetadataValue.column_lineage(lineage)
                 if key.path[-1] in CHARTED:
                     extra["chart"] = _chart(settings, key.path[-1])

@@ -178,9 +178,10 @@ def main() -> None:
         wait_http(f"{ui}/server_info", dagster)
         print(f"Dagster on {ui}, emulator at {api} ({args.speed:g}x), for {args.minutes:g} minutes...", flush=True)
         started = time.monotonic()
-        memory: dict[str, list[tuple[float, float]]] = {}
+        memory: dict[tuple[str, int], list[tuple[float, float]]] = {}  # by process: several share a name
         sql_seconds: list[float] = []
         disk: list[tuple[float, float]] = []
+        parts: dict[str, list[tuple[float, float]]] = {}  # each entry of the data dir
         seen: dict[str, dict] = {}  # every run as last seen: the pruning deletes the old ones
         failed: dict[str, list[str]] = {}
         while time.monotonic() - started < args.minutes * 60:
@@ -188,13 +189,17 @@ def main() -> None:
             now = time.monotonic() - started
             for pid, name in dagster_processes(dagster.pid).items():
                 if name != "run worker" and (mb := rss_mb(pid)) is not None:
-                    memory.setdefault(name, []).append((now, mb))
+                    memory.setdefault((name, pid), []).append((now, mb))
             if (data / "analysts").exists():
                 try:
                     sql_seconds.append(cli(["sql", "select count(*) from marts.orders"], env))
                 except subprocess.CalledProcessError:
                     sql_seconds.append(float("nan"))
             disk.append((now, disk_mb(data)))
+            for part in data.iterdir():
+                parts.setdefault(part.name, []).append(
+                    (now, disk_mb(part) if part.is_dir() else part.stat().st_size / 1e6)
+                )
             time.sleep(20)
         record_runs(ui, seen, failed)
         runs = list(seen.values())
@@ -237,13 +242,13 @@ def main() -> None:
         )
     for run_id, reasons in failed.items():
         print(f"failed run {run_id[:8]}: " + (" | ".join(reasons) or "no failure event"))
-    for name, samples in sorted(memory.items()):
+    for (name, pid), samples in sorted(memory.items()):
         first, last = samples[0][1], samples[-1][1]
         # the trend once warmed up (the code server loads the definitions and dbt's manifest at
         # its first run): from the first quarter of the soak on
         warm = [(t, mb) for t, mb in samples if t >= samples[-1][0] / 4]
         print(
-            f"RSS {name:<12} {first:6.0f} -> {last:6.0f} MB (warm from {warm[0][1]:.0f} MB), "
+            f"RSS {name:<12} (pid {pid}) {first:6.0f} -> {last:6.0f} MB (warm from {warm[0][1]:.0f} MB), "
             f"trend once warm {slope_per_hour(warm):+.1f} MB/h (whole run {slope_per_hour(samples):+.1f})"
         )
     if finished and len(disk) > 2:
@@ -253,6 +258,9 @@ def main() -> None:
             f"disk: {disk[-1][1]:.0f} MB in the data dir, about {per_run:.2f} MB a run once warmed up; "
             f"trend over the second half {slope_per_hour(half):+.1f} MB/h"
         )
+        for name, samples in sorted(parts.items()):
+            half = [(t, mb) for t, mb in samples if t >= disk[-1][0] / 2]
+            print(f"  {name:<24} {samples[-1][1]:8.1f} MB, second half {slope_per_hour(half):+7.1f} MB/h")
     if sql_seconds:
         print(f"covage sql: median {statistics.median(sql_seconds):.2f} s, max {max(sql_seconds):.2f} s")
     exact = len(stored) == len(set(stored)) and set(stored) == truth

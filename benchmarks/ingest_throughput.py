@@ -153,24 +153,22 @@ def scale(orders: int, tmp: Path, with_baseline: bool, profile: bool, rounds: in
         # baseline and pipeline alternate, each round on a fresh database: a machine whose speed
         # drifts during the run (seen here: the baseline at 46k and 66k events/s an hour apart)
         # moves both sides of a round's ratio alike; the median round is reported
-        ratios, rss_peaks, rates = [], [], []
+        baselines, rates, rss_peaks = [], [], []
         for i in range(rounds if with_baseline else 1):
             if with_baseline:
                 n, secs = baseline(url, tmp / f"baseline-{i}.duckdb")
-                result["baseline_eps"] = n / secs
+                baselines.append(n / secs)
             data_dir = tmp / f"pipeline-{orders}-{i}"
             secs, rss, _out = run_cli_ingest(url, data_dir)
-            rss_peaks.append(rss)
             rates.append(visible / secs)
-            if with_baseline:
-                ratios.append(rates[-1] / result["baseline_eps"])
-        # the median round (by its ratio) gives the rates shown
+            rss_peaks.append(rss)
+        result["pipeline_rss_mb"] = max(rss_peaks)
+        ratios = [rate / base for rate, base in zip(rates, baselines, strict=False)]
+        # the median round (by its ratio, where there is a baseline) gives the rates shown
         middle = sorted(range(len(rates)), key=lambda j: ratios[j] if ratios else rates[j])[len(rates) // 2]
-        result.update(pipeline_eps=rates[middle], pipeline_rss_mb=max(rss_peaks))
-        if with_baseline:
-            result["baseline_eps"] = rates[middle] / ratios[middle]
+        result["pipeline_eps"] = rates[middle]
         if ratios:
-            result["ratios"] = ratios
+            result.update(ratios=ratios, baseline_eps=baselines[middle])
         result["idle_s"] = idle_run(url, data_dir)
         if profile:
             result["profile"] = profile_ingest(url, tmp / f"profile-{orders}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,6 +62,9 @@ def test_definitions_load_as_one_connected_lineage(setup):
     # the dbt source tests check the ingestion's own asset (not observations logged as warnings)
     on_events = {key.name for key in graph.asset_check_keys if key.asset_key == EVENTS_KEY}
     assert {"source_unique_covage_events_event_uuid", "source_not_null_covage_events_event_uuid"} <= on_events
+    # the dbt resource knows dbt's version without running `dbt --version` on every run
+    printed = subprocess.run([defs.resources["dbt"].dbt_executable, "--version"], capture_output=True, text=True)
+    assert f"installed: {defs.resources['dbt']._cli_version}" in printed.stdout.replace("- ", "")
 
 
 def test_what_the_ui_shows_of_each_asset_and_schedule(setup):
@@ -132,6 +136,12 @@ def test_the_whole_graph_then_only_new_events(setup):
     # each dbt invocation's folder is pruned: a 5-minute schedule must not fill the disk
     folders = list((settings.dbt_project / "target").glob("covage_dbt-*"))
     assert 2 <= len(folders) <= KEEP_TARGET_FOLDERS
+    # the second build starts from the first's parse state: the first parsed everything (this
+    # warehouse's profile is new), the second nothing (dagster-dbt never copies the state back)
+    by_run = {folder.name.split("-")[1]: folder for folder in folders}  # covage_dbt-<run id>-<uuid>
+    first_log, second_log = ((by_run[run.run_id[:7]] / "dbt.log").read_text() for run in (first, second))
+    assert "Unable to do partial parsing" in first_log
+    assert "Partial parsing enabled, no changes found, skipping parsing" in second_log
 
 
 def test_only_the_newest_dbt_target_folders_are_kept(tmp_path):

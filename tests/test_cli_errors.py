@@ -153,10 +153,26 @@ def test_a_warehouse_held_by_another_program_is_waited_for_then_named(emulator_f
     assert refused.returncode == 1
     assert f"still held by PID {holder.pid}: python" in said(refused) and "COVAGE_LOCK_TIMEOUT_SECONDS" in said(refused)
     assert "Traceback" not in said(refused)
-    # a holder that lets go in time: the ingest waits, then runs
-    brief = subprocess.Popen([sys.executable, "-c", holder_code, path, "3"], stdout=subprocess.PIPE, text=True)
-    assert brief.stdout.readline().strip() == "held"
-    waited = covage("ingest", env=env)
-    brief.wait()
-    assert waited.returncode == 0, said(waited)
-    assert f"Waiting: PID {brief.pid}: python" in said(waited)
+    # a holder that lets go once the ingest says it waits (not after a fixed time: on a loaded
+    # machine the ingest's start-up outlasted it): the ingest then runs
+    release = tmp_path / "release"
+    patient_code = (
+        "import duckdb, os, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True)\n"
+        "while not os.path.exists(sys.argv[2]): time.sleep(0.05)"
+    )
+    holding = [sys.executable, "-c", patient_code, path, str(release)]
+    brief = subprocess.Popen(holding, stdout=subprocess.PIPE, text=True)
+    log = tmp_path / "waited.log"
+    try:
+        assert brief.stdout.readline().strip() == "held"
+        with log.open("w") as out:
+            waited = subprocess.Popen([COVAGE, "ingest"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while f"Waiting: PID {brief.pid}: python" not in " ".join(log.read_text().split()):
+            assert waited.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        release.touch()
+        assert waited.wait(timeout=180) == 0, log.read_text()
+    finally:
+        brief.kill()
+        brief.wait()

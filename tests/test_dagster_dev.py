@@ -96,10 +96,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _default_sigterm() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def _restore_signals() -> None:
     # a non-interactive parent leaves SIGINT ignored; dagster dev maps SIGTERM to SIGINT
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -247,11 +243,11 @@ def test_make_dagster_stops_on_a_signal(tmp_path, how):
     make = ["make", "-s", "dagster", f"DAGSTER_PORT={port}"]
     if how.startswith("SIGTERM"):
         script = f"{' '.join(make)} > {tmp_path}/log 2>&1 & echo $!; wait"
-        # as from a user's shell: a Dagster run in this process (an earlier test on the same
-        # pytest-xdist worker) maps SIGTERM to SIGINT's handler, ignored here, and make then
-        # inherits SIGTERM ignored and never hears it (seen in CI, on two workers)
+        # as from a user's shell (`&` still leaves make's SIGINT ignored): a Dagster run in this
+        # process (an earlier test on the same pytest-xdist worker) maps SIGTERM to SIGINT's
+        # handler, ignored here, and make then inherited SIGTERM ignored (seen in CI, two workers)
         shell = subprocess.Popen(
-            ["sh", "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, preexec_fn=_default_sigterm
+            ["sh", "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, preexec_fn=_restore_signals
         )
         make_pid = int(shell.stdout.readline())
 

@@ -126,11 +126,11 @@ def build_dbt_assets(settings: Settings, project: DbtProject) -> dg.AssetsDefini
         # definitions' manifest may have been parsed for another target)
         run_manifest = invocation.target_path / "manifest.json"
         manifest = json.loads(run_manifest.read_text()) if run_manifest.exists() else invocation.manifest
-        built = [context.asset_key_for_output(event.output_name) for event in events if isinstance(event, dg.Output)]
-        counts = _row_counts(settings, built)
+        keys = {e.output_name: context.asset_key_for_output(e.output_name) for e in events if isinstance(e, dg.Output)}
+        counts = _row_counts(settings, list(keys.values()))
         for event in events:
             if isinstance(event, dg.Output):
-                key = context.asset_key_for_output(event.output_name)
+                key = keys[event.output_name]
                 extra = {"dagster/row_count": dg.MetadataValue.int(counts[key])}
                 unique_id = event.metadata["unique_id"].value
                 if lineage := column_lineage(manifest, unique_id, invocation.target_path, translator):

@@ -154,6 +154,20 @@ MUTATIONS = (
         "",
         ("tests/test_dagster.py::test_every_writer_of_the_warehouse_is_in_its_pool",),
     ),
+    Mutation(
+        "a run's settings from the environment, its launchpad config ignored",
+        "dagster_defs/settings.py",
+        "return load_settings(**self.model_dump())",
+        "return load_settings()",
+        ("tests/test_dagster.py::test_settings_reach_dagster_as_one_resource_that_a_run_can_set",),
+    ),
+    Mutation(
+        "a run may change the destination its definitions were built for",
+        "dagster_defs/settings.py",
+        "        if changed:\n",
+        "        if False:\n",
+        ("tests/test_dagster.py::test_settings_reach_dagster_as_one_resource_that_a_run_can_set",),
+    ),
     # -- the emulator
     # -- what analysts see (the story's order, durations) and the delivery forecast
     Mutation(

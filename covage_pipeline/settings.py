@@ -25,7 +25,8 @@ DEFAULT_DBT_PROJECT = Path(__file__).resolve().parents[1] / "sql"
 # that leaves room for a slow run and real-world providers.
 DEFAULT_LOOKBACK_S = 900.0
 
-_ENV = {
+# the short environment variable of each setting (those without one: dlt's config and secrets only)
+VARIABLES = {
     "api_url": "COVAGE_API_URL",
     "api_token": "COVAGE_API_TOKEN",
     "auth_type": "COVAGE_API_AUTH",
@@ -63,7 +64,8 @@ _ENV = {
     "spark_master": "COVAGE_SPARK_MASTER",
     "spark_driver_memory": "COVAGE_SPARK_DRIVER_MEMORY",
 }
-_SECRETS = {"api_token", "postgres_url", "alert_webhook_url"}
+# never printed, never shown in Dagster's UI: resolved where they are needed
+SECRETS = {"api_token", "postgres_url", "alert_webhook_url"}
 # duckdb, postgres and spark are tested here; the others go through the same code (dlt destinations,
 # dbt targets in sql/profiles.yml) and are documented in docs/warehouses.md, untested on this machine
 DESTINATIONS = ("duckdb", "postgres", "spark", "motherduck", "bigquery", "snowflake")
@@ -241,7 +243,7 @@ def _configuration_spec() -> type:
     hints = typing.get_type_hints(Settings)
     spec_fields = []
     for f in fields(Settings):
-        hint = TSecretStrValue | None if f.name in _SECRETS else _spec_type(hints[f.name])
+        hint = TSecretStrValue | None if f.name in SECRETS else _spec_type(hints[f.name])
         default = str(f.default) if isinstance(f.default, Path) else f.default
         spec_fields.append((f.name, hint, dataclasses.field(default=default)))
     return configspec(dataclasses.make_dataclass("CovageConfiguration", spec_fields, bases=(BaseConfiguration,)))
@@ -253,7 +255,7 @@ def _variables_provider() -> Any:
 
     class CovageVariables(ConfigProvider):
         def get_value(self, key: str, hint: Any, pipeline_name: str | None, *sections: str) -> tuple[Any, str]:
-            name = _ENV.get(key)
+            name = VARIABLES.get(key)
             if name is None or tuple(sections[-2:]) != ("sources", "covage"):
                 return None, key
             value = os.environ.get(name) or None
@@ -262,7 +264,7 @@ def _variables_provider() -> Any:
             return value, name
 
         def get_value_location(self, key: str, pipeline_name: str | None, *sections: str) -> str:
-            return _ENV.get(key, key)
+            return VARIABLES.get(key, key)
 
         @property
         def supports_secrets(self) -> bool:
@@ -299,8 +301,8 @@ def load_settings(**overrides: Any) -> Settings:
         resolved = resolve_configuration(_configuration_spec()(), sections=("sources", "covage"))
     except ConfigValueCannotBeCoercedException as exc:
         name = exc.field_name
-        where = _ENV[name] if os.environ.get(_ENV.get(name, "")) else f"sources.covage.{name}"
-        shown = "***" if name in _SECRETS else repr(exc.field_value)
+        where = VARIABLES[name] if os.environ.get(VARIABLES.get(name, "")) else f"sources.covage.{name}"
+        shown = "***" if name in SECRETS else repr(exc.field_value)
         hint = typing.get_type_hints(Settings)[name]
         expected = "number" if hint in (int, float, int | None, float | None) else getattr(hint, "__name__", "value")
         raise ValueError(f"{where}={shown} is not a valid {expected}") from None
@@ -309,10 +311,10 @@ def load_settings(**overrides: Any) -> Settings:
     for name in ("data_dir", "dbt_project_dir"):
         if values[name] is not None:
             values[name] = Path(values[name])
-    for name in _SECRETS:
+    for name in SECRETS:
         if values[name] is not None:
             values[name] = str(values[name])
     return Settings(**values).check()
 
 
-__all__ = ["DEFAULT_API_URL", "DEFAULT_LOOKBACK_S", "Settings", "load_settings"]
+__all__ = ["DEFAULT_API_URL", "DEFAULT_LOOKBACK_S", "SECRETS", "VARIABLES", "Settings", "load_settings"]

@@ -18,6 +18,7 @@ from covage_pipeline.settings import Settings
 
 from .dbt import BuildConfig
 from .dlt import EVENTS_KEY
+from .settings import CovageSettings
 from .warehouse import WAREHOUSE_TAGS
 
 INGEST_JOB = "ingest_and_build"
@@ -76,9 +77,11 @@ def prune_history(instance: dg.DagsterInstance, keep_days: float, current_run_id
             return deleted
 
 
-def build_prune_job(keep_days: float) -> dg.JobDefinition:
-    @dg.op(description=f"Delete finished runs older than {keep_days:g} days, with their event logs.")
-    def prune_run_history(context) -> None:  # (an annotation here is a string dagster refuses)
+def build_prune_job() -> dg.JobDefinition:
+    @dg.op(description="Delete finished runs older than COVAGE_RETENTION_DAYS, with their event logs.")
+    # context unannotated: under `from __future__ import annotations`, dagster refuses its annotation
+    def prune_run_history(context, covage: CovageSettings) -> None:
+        keep_days = covage.retention_days
         deleted = prune_history(context.instance, keep_days, context.run_id)
         context.log.info(f"{deleted} runs older than {keep_days:g} days deleted (COVAGE_RETENTION_DAYS)")
 

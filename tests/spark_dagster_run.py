@@ -25,7 +25,8 @@ from dagster_defs.definitions import INGEST_JOB
 
 
 def main(api_url: str, token: str, data_dir: str) -> None:
-    settings = load_settings(api_url=api_url, api_token=token, data_dir=Path(data_dir), destination="spark")
+    os.environ["COVAGE_API_TOKEN"] = token  # each Dagster run resolves its secrets, as in production
+    settings = load_settings(api_url=api_url, data_dir=Path(data_dir), destination="spark")
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def(INGEST_JOB).execute_in_process(instance=instance, raise_on_error=False)

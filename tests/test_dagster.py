@@ -25,11 +25,13 @@ from dagster_defs.definitions import DAILY_JOB, INGEST_JOB
 from dagster_defs.dlt import EVENTS_KEY
 from dagster_defs.operations import PRUNE_JOB
 
+from .conftest import TOKEN
 from .extraction import settings_for, warehouse
 
 
 @pytest.fixture
-def setup(emulator_factory, tmp_path):
+def setup(emulator_factory, tmp_path, monkeypatch):
+    monkeypatch.setenv("COVAGE_API_TOKEN", TOKEN)  # each run resolves its secrets, as in production
     emu = emulator_factory(orders=120)
     settings = settings_for(emu, tmp_path / "data")
     defs = build_definitions(settings)
@@ -42,6 +44,11 @@ def _materializations(result) -> dict[str, dict]:
         e.materialization.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
         for e in result.get_asset_materialization_events()
     }
+
+
+def _logged(instance: dg.DagsterInstance, run_id: str) -> str:
+    """What a run's steps logged, as the UI's log view shows it."""
+    return "\n".join(entry.user_message for entry in instance.all_logs(run_id))
 
 
 def test_definitions_load_as_one_connected_lineage(setup):
@@ -83,6 +90,42 @@ def test_what_the_ui_shows_of_each_asset_and_schedule(setup):
     assert settings.ingest_cron in every.description and settings.daily_cron in daily.description
     for job in (INGEST_JOB, DAILY_JOB):
         assert defs.resolve_job_def(job).description
+
+
+def test_settings_reach_dagster_as_one_resource_that_a_run_can_set(setup):
+    """Every setting but the secrets is a field of the resource `covage` (the UI's Resources tab),
+    named by its variable; a run's config sets one for that run and keeps the others as loaded; a
+    setting the definitions are made of cannot change per run; a secret set in code is refused."""
+    from dataclasses import fields, replace
+
+    from covage_pipeline.settings import SECRETS, Settings
+
+    emu, settings, defs, instance = setup
+    resource = defs.resources["covage"]
+    loaded = resource.model_dump()
+    assert set(loaded) == {f.name for f in fields(Settings)} - SECRETS
+    assert loaded["data_dir"] == str(settings.data_dir) and loaded["api_url"] == emu.url
+    assert type(resource).model_fields["page_size"].description == "COVAGE_PAGE_SIZE"
+
+    def materialize_events(run_config: dict) -> dg.ExecuteInProcessResult:
+        assets = [defs.get_assets_def(EVENTS_KEY)]  # alone: the dbt source tests on it not run
+        return dg.materialize(assets, instance=instance, resources=defs.resources, run_config=run_config)
+
+    result = materialize_events({"resources": {"covage": {"config": {"page_size": 40, "chunk_pages": 1000}}}})
+    assert result.success
+    loaded_events = _materializations(result)["covage/events"]
+    truth = emu.store.ground_truth(emu.url)
+    assert loaded_events["new_events"] == len(truth) and loaded_events["pages"] >= len(truth) / 40
+    assert loaded_events["chunks"] == 1 and settings.page_size > 40 and settings.chunk_pages < 100
+    assert len(warehouse(settings)) == len(truth)  # with the loaded API, data dir and token
+    assert TOKEN not in json.dumps(instance.get_run_by_id(result.run_id).run_config)
+
+    with pytest.raises(dg.DagsterResourceFunctionError) as refused:
+        materialize_events({"resources": {"covage": {"config": {"destination": "postgres"}}}})
+    assert "Set COVAGE_DESTINATION and reload the code location" in refused.value.__cause__.description
+
+    with pytest.raises(ValueError, match="COVAGE_API_TOKEN set in code"):
+        build_definitions(replace(settings, api_token="a-token-in-code"))
 
 
 def test_the_whole_graph_then_only_new_events(setup):
@@ -264,13 +307,21 @@ def test_alerts_are_raised_once_and_posted(setup, webhook, monkeypatch):
 
     emu, settings, _, instance = setup
     url, receiver = webhook
-    settings = replace(settings, alert_webhook_url=url)  # COVAGE_ALERT_WEBHOOK_URL
+    monkeypatch.setenv("COVAGE_ALERT_WEBHOOK_URL", url)
+    settings = replace(settings, alert_webhook_url=url)
     defs = build_definitions(settings)
     job = defs.resolve_job_def(INGEST_JOB)
     sensor = defs.resolve_sensor_def("support_alerts")
+    # after the first run, only what the alerts read is rebuilt: the load, the models under
+    # alert_candidates, the copy (the rest of the graph tells the alerts nothing)
+    candidates = dg.AssetSelection.assets(dg.AssetKey(["marts", "alert_candidates"]))
+    alerting = list(
+        (candidates.upstream() | dg.AssetSelection.assets(ANALYSTS_COPY_KEY)).resolve(defs.resolve_asset_graph())
+    )
 
     def tick(cursor=None):
-        with dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor) as context:
+        # the daemon gives a sensor the definitions' resources; a test context takes them as given
+        with dg.build_sensor_context(instance=instance, resources=defs.resources, cursor=cursor) as context:
             result = sensor.evaluate_tick(context)
             return result.skip_message, result.cursor
 
@@ -284,7 +335,7 @@ def test_alerts_are_raised_once_and_posted(setup, webhook, monkeypatch):
 
     order = next(o for o in emu.store.orders() if o.kind)
     injected = _inject(emu, order.order_uuid, order.kosc_order_ref)
-    assert job.execute_in_process(instance=instance).success
+    assert job.execute_in_process(instance=instance, asset_selection=alerting).success
     message, cursor = tick(cursor)
     ids = [a["alert_id"] for a in receiver.received]
     assert len(ids) == len(set(ids))
@@ -294,8 +345,8 @@ def test_alerts_are_raised_once_and_posted(setup, webhook, monkeypatch):
         assert f"{kind}:{event['event_uuid']}" in ids
     assert message.startswith(f"{len(ids)} new alerts")
 
-    # a rerun of the whole job, and another tick: nothing is raised twice
-    assert job.execute_in_process(instance=instance).success
+    # the same marts published again, and another tick: nothing is raised twice
+    assert job.execute_in_process(instance=instance, asset_selection=[ANALYSTS_COPY_KEY]).success
     message, cursor = tick(cursor)
     assert message.startswith("0 new alerts")
     assert len(receiver.received) == len(ids)
@@ -304,7 +355,7 @@ def test_alerts_are_raised_once_and_posted(setup, webhook, monkeypatch):
     receiver.fail = True
     _inject_more = [{**e, "event_uuid": e["event_uuid"] + "-b"} for e in injected[:1]]
     emu.store.replay(_inject_more)
-    assert job.execute_in_process(instance=instance).success
+    assert job.execute_in_process(instance=instance, asset_selection=alerting).success
     message, cursor = tick(cursor)
     store = duckdb.connect(str(alerts_module.alerts_path(settings)), read_only=True)
     failed = store.execute("select status, last_error, attempts from alerts where event_uuid = 'alert-0-b'").fetchone()
@@ -353,7 +404,7 @@ def test_analysts_copy_stays_readable_while_a_build_runs(setup):
     fresh.close()
 
 
-def test_the_same_definitions_on_postgres(emulator_factory, tmp_path, pg_prefix):
+def test_the_same_definitions_on_postgres(emulator_factory, tmp_path, pg_prefix, monkeypatch):
     import psycopg2
 
     from .conftest import POSTGRES_URL
@@ -367,6 +418,8 @@ def test_the_same_definitions_on_postgres(emulator_factory, tmp_path, pg_prefix)
         dataset=f"{pg_prefix}_raw",
         models_schema=pg_prefix,
     )
+    monkeypatch.setenv("COVAGE_API_TOKEN", TOKEN)
+    monkeypatch.setenv("COVAGE_POSTGRES_URL", POSTGRES_URL)
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def(INGEST_JOB).execute_in_process(instance=instance)
@@ -409,7 +462,7 @@ def test_the_asset_checks_fail_on_what_they_guard(setup):
     from covage_pipeline.pipeline import ingest
     from dagster_defs.dlt import build_ingestion_checks
 
-    _, settings, _, instance = setup
+    _, settings, defs, instance = setup
     ingest(settings)
     for cursor in ("2026-03-01T00:00:00.000000", "2000-01-01T00:00:00.000000"):
         instance.report_runless_asset_event(
@@ -419,9 +472,9 @@ def test_the_asset_checks_fail_on_what_they_guard(setup):
     table = f"{settings.dataset}.events"
     con.execute(f"insert into {table} select * from {table} limit 1")
     con.close()
-    checks = {next(iter(c.check_specs)).name: c for c in build_ingestion_checks(settings, timedelta(minutes=60))}
+    checks = {next(iter(c.check_specs)).name: c for c in build_ingestion_checks(settings)}
     backwards = checks["cursor_never_moves_backwards"](dg.build_asset_check_context(instance=instance))
-    duplicated = checks["no_duplicate_event_uuid"]()
+    duplicated = checks["no_duplicate_event_uuid"](covage=defs.resources["covage"])
     assert backwards.passed is False and backwards.metadata["cursor"].value.startswith("2000-")
     assert duplicated.passed is False and duplicated.metadata["duplicates"].value == 1
 
@@ -450,9 +503,12 @@ def test_run_history_is_pruned_after_the_retention(setup):
     finished = [prune.execute_in_process(instance=instance).run_id for _ in range(3)]
     running = instance.create_run_for_job(prune, status=dg.DagsterRunStatus.STARTED)
     assert prune_history(instance, keep_days=30) == 0  # all younger than the retention
-    assert prune_history(instance, keep_days=0) == 3  # finished ones only
+    # the job, with the retention set for this run in the launchpad's resource config
+    config = {"resources": {"covage": {"config": {"retention_days": 0.0}}}}
+    pruning = prune.execute_in_process(instance=instance, run_config=config)
+    assert "3 runs older than 0 days deleted" in _logged(instance, pruning.run_id)  # finished ones only, not itself
     left = {r.run_id for r in instance.get_runs()}
-    assert running.run_id in left and not left & set(finished)
+    assert running.run_id in left and pruning.run_id in left and not left & set(finished)
     # and their files: the captured output, the run's own event-log file (SQLite storage)
     root = Path(instance.root_directory)
     files = {p.name for p in root.rglob("*")}
@@ -496,9 +552,10 @@ def test_the_forecast_check_warns_when_past_forecasts_were_off(tmp_path):
 
     from covage_pipeline.settings import load_settings
     from dagster_defs.dbt import FORECASTS_TO_JUDGE, build_forecast_check
+    from dagster_defs.settings import covage_resource
 
     settings = load_settings(data_dir=tmp_path)
-    check = build_forecast_check(settings)
+    check = build_forecast_check()
 
     def verdict(judged: int, p50: float, p90: float) -> dg.AssetCheckResult:
         with duckdb.connect(str(settings.duckdb_path)) as con:
@@ -508,7 +565,7 @@ def test_the_forecast_check_warns_when_past_forecasts_were_off(tmp_path):
                 "? as orders_forecast, ? as share_completed_by_p50, ? as share_completed_by_p90",
                 [judged, p50, p90],
             )
-        return check()
+        return check(covage=covage_resource(settings))
 
     assert verdict(FORECASTS_TO_JUDGE - 1, 0.1, 0.6).passed
     off = verdict(FORECASTS_TO_JUDGE, 0.48, 0.6)

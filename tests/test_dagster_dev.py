@@ -5,6 +5,7 @@ other (the run queue's limit from the shipped dagster.yaml)."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -42,6 +43,17 @@ mutation {
     __typename
     ... on LaunchRunSuccess { run { runId } }
     ... on PythonError { message }
+  }
+}
+"""
+# the Resources tab: the settings as the code location loaded them
+RESOURCE = """
+query($name: String!) {
+  topLevelResourceDetailsOrError(resourceSelector: {
+    repositoryLocationName: "dagster_defs", repositoryName: "__repository__", resourceName: $name
+  }) {
+    __typename
+    ... on ResourceDetails { configuredValues { key value type } configFields { name description } }
   }
 }
 """
@@ -141,7 +153,7 @@ def dagster_dev(emulator_factory, tmp_path):
                 pass
             assert time.monotonic() < deadline, "dagster dev did not answer in 180 s"
             time.sleep(1)
-        yield url, tmp_path
+        yield url, tmp_path, emu.url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -161,7 +173,7 @@ def _graphql(url: str, query: str, **variables) -> dict:
 
 
 def test_dagster_dev_serves_every_asset_and_queues_writers(dagster_dev):
-    url, _ = dagster_dev
+    url, _, api_url = dagster_dev
     nodes = _graphql(url, "{ assetNodes { assetKey { path } } }")["assetNodes"]
     keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
     assert {
@@ -172,6 +184,13 @@ def test_dagster_dev_serves_every_asset_and_queues_writers(dagster_dev):
         "analysts/marts_copy",
     } <= keys
     assert sum(1 for k in keys if k.startswith("marts/")) >= 17
+    # the settings, each named by its variable, the token nowhere
+    resource = _graphql(url, RESOURCE, name="covage")["topLevelResourceDetailsOrError"]
+    shown = {value["key"]: value["value"] for value in resource["configuredValues"]}
+    assert shown["page_size"] == "500" and shown["api_url"].strip('"') == api_url, shown
+    described = {field["name"]: field["description"] for field in resource["configFields"]}
+    assert described["page_size"] == "COVAGE_PAGE_SIZE" and "api_token" not in described
+    assert TOKEN not in json.dumps(resource)
 
     # the scheduled job and, at the same moment, "Materialize all" (which carries no tag)
     run_ids = []

@@ -42,7 +42,7 @@ def test_every_link_and_path_stays_inside_the_repository():
 
 def test_every_setting_and_command_is_documented():
     manual = (ROOT / "docs" / "configuration.md").read_text()
-    missing = [name for name in settings._ENV.values() if f"`{name}`" not in manual]
+    missing = [name for name in settings.VARIABLES.values() if f"`{name}`" not in manual]
     assert not missing, f"settings missing from docs/configuration.md: {missing}"
     commands = sorted(get_command(app).commands)  # type: ignore[attr-defined]
     assert len(commands) > 8

@@ -4,12 +4,12 @@ the new alert candidates and delivers the pending ones (the logic is covage_pipe
 import dagster as dg
 
 from covage_pipeline import alerts
-from covage_pipeline.settings import Settings
 
 from ..dbt import ANALYSTS_COPY_KEY
+from ..settings import CovageSettings
 
 
-def build_alert_sensor(settings: Settings) -> dg.SensorDefinition:
+def build_alert_sensor() -> dg.SensorDefinition:
     @dg.asset_sensor(
         asset_key=ANALYSTS_COPY_KEY,
         name="support_alerts",
@@ -18,7 +18,8 @@ def build_alert_sensor(settings: Settings) -> dg.SensorDefinition:
         description="After each publication of the marts: one alert per new rejection, saturation, "
         "missed appointment, failed intervention, newly stuck order (COVAGE_ALERT_WEBHOOK_URL).",
     )
-    def support_alerts(context: dg.SensorEvaluationContext, asset_event) -> dg.SkipReason:
+    def support_alerts(context: dg.SensorEvaluationContext, asset_event, covage: CovageSettings) -> dg.SkipReason:
+        settings = covage.settings()
         try:
             new = alerts.record_new(settings, alerts.current_alerts(settings))
             counts = alerts.deliver(settings, alerts.pending(settings), context.log)

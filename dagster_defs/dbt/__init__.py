@@ -26,6 +26,7 @@ from covage_pipeline.settings import Settings
 from covage_pipeline.warehouse import query
 
 from ..dlt import OWNERS
+from ..settings import CovageSettings
 from ..warehouse import POOL, WAREHOUSE_TAGS
 from . import charts
 from .lineage import column_lineage
@@ -90,7 +91,7 @@ class BuildConfig(dg.Config):
     full_refresh: bool = False  # rebuild incremental models from scratch (the daily build)
 
 
-def build_dbt_assets(settings: Settings, project: DbtProject) -> dg.AssetsDefinition:
+def build_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
     # the source tests (on dlt's events) become checks of the ingestion asset, not observations
     translator = CovageDbtTranslator(
         settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_source_tests_as_checks=True)
@@ -104,8 +105,9 @@ def build_dbt_assets(settings: Settings, project: DbtProject) -> dg.AssetsDefini
         pool=POOL,
         op_tags=WAREHOUSE_TAGS,
     )
-    def covage_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: BuildConfig):
+    def covage_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, covage: CovageSettings, config: BuildConfig):
         """dbt build: models, then their tests (as asset checks); a failing test fails the run."""
+        settings = covage.settings()
         os.environ.update(dbt_env(settings))
         args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
         # DuckDB has one writer: row counts and charts read the warehouse after dbt has let go of
@@ -193,7 +195,7 @@ FORECAST_CALIBRATION_KEY = dg.AssetKey(["marts", "forecast_calibration"])
 FORECASTS_TO_JUDGE = 100
 
 
-def build_forecast_check(settings: Settings) -> dg.AssetChecksDefinition:
+def build_forecast_check() -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=FORECAST_CALIBRATION_KEY,
         pool=POOL,
@@ -203,7 +205,8 @@ def build_forecast_check(settings: Settings) -> dg.AssetChecksDefinition:
             f"(judged from {FORECASTS_TO_JUDGE} forecasts whose answer is known)."
         ),
     )
-    def forecast_is_calibrated() -> dg.AssetCheckResult:
+    def forecast_is_calibrated(covage: CovageSettings) -> dg.AssetCheckResult:
+        settings = covage.settings()
         row = query(settings, f"select * from {settings.marts_schema}.forecast_calibration where period = 'overall'")[0]
         judged = row["orders_forecast"] or 0
         p50, p90 = row["share_completed_by_p50"], row["share_completed_by_p90"]
@@ -223,7 +226,7 @@ def build_forecast_check(settings: Settings) -> dg.AssetChecksDefinition:
     return forecast_is_calibrated
 
 
-def build_publish_asset(settings: Settings, marts: list[dg.AssetKey]) -> dg.AssetsDefinition:
+def build_publish_asset(marts: list[dg.AssetKey]) -> dg.AssetsDefinition:
     @dg.asset(
         key=ANALYSTS_COPY_KEY,
         deps=marts,
@@ -238,7 +241,8 @@ def build_publish_asset(settings: Settings, marts: list[dg.AssetKey]) -> dg.Asse
             "marts are read in place and nothing is copied."
         ),
     )
-    def marts_copy(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def marts_copy(context: dg.AssetExecutionContext, covage: CovageSettings) -> dg.MaterializeResult:
+        settings = covage.settings()
         figures = headline_figures(settings)
         preview = "| | figure | value |\n| --- | --- | --- |\n" + "\n".join(
             f"| {f.section} | {f.label} | {f.value} |" for f in figures

@@ -17,6 +17,7 @@ from covage_pipeline.settings import Settings
 from covage_pipeline.source import covage_source
 from covage_pipeline.warehouse import raw_query
 
+from ..settings import CovageSettings
 from ..warehouse import POOL, WAREHOUSE_TAGS
 
 EVENTS_KEY = dg.AssetKey(["covage", "events"])  # also the dbt source `covage.events`
@@ -56,8 +57,9 @@ def build_ingestion_assets(settings: Settings) -> dg.AssetsDefinition:
         pool=POOL,
         op_tags=WAREHOUSE_TAGS,
     )
-    def covage_ingestion(context: dg.AssetExecutionContext, dlt: DagsterDltResource):
+    def covage_ingestion(context: dg.AssetExecutionContext, dlt: DagsterDltResource, covage: CovageSettings):
         """`covage ingest`, chunk by chunk, each chunk loaded by DagsterDltResource."""
+        settings = covage.settings()
 
         def run_chunk(pipeline, source, refresh):
             # the resource drops the local state and restores it from the destination first
@@ -96,7 +98,7 @@ def build_ingestion_assets(settings: Settings) -> dg.AssetsDefinition:
     return covage_ingestion
 
 
-def build_ingestion_checks(settings: Settings, freshness: timedelta) -> list[dg.AssetChecksDefinition]:
+def build_ingestion_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
     table = f"{settings.dataset}.events"
 
     # a lake appends each newer version of an event (stg_events keeps the latest): there, no event
@@ -110,8 +112,8 @@ def build_ingestion_checks(settings: Settings, freshness: timedelta) -> list[dg.
         pool=POOL,
         description="No event_uuid appears twice" + (" in one load (a lake appends versions)." if lake else "."),
     )
-    def no_duplicate_event_uuid() -> dg.AssetCheckResult:
-        row = raw_query(settings, f"select count(*) as n, count(distinct {distinct}) as d from {table}")[0]
+    def no_duplicate_event_uuid(covage: CovageSettings) -> dg.AssetCheckResult:
+        row = raw_query(covage.settings(), f"select count(*) as n, count(distinct {distinct}) as d from {table}")[0]
         return dg.AssetCheckResult(
             passed=row["n"] == row["d"],
             metadata={"events": row["n"], "duplicates": row["n"] - row["d"]},
@@ -120,9 +122,12 @@ def build_ingestion_checks(settings: Settings, freshness: timedelta) -> list[dg.
     @dg.asset_check(
         asset=EVENTS_KEY,
         pool=POOL,
-        description=f"The newest creation_date is less than {freshness} old (COVAGE_FRESHNESS_MINUTES).",
+        description=f"The newest creation_date is less than {settings.freshness_minutes:g} minutes old "
+        "(COVAGE_FRESHNESS_MINUTES).",
     )
-    def events_are_fresh() -> dg.AssetCheckResult:
+    def events_are_fresh(covage: CovageSettings) -> dg.AssetCheckResult:
+        settings = covage.settings()
+        freshness = timedelta(minutes=settings.freshness_minutes)
         newest = raw_query(settings, f"select max(creation_date) as newest from {table}")[0]["newest"]
         now = datetime.now(UTC).replace(tzinfo=None)
         age = now - newest if newest else None

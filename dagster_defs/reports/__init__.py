@@ -4,15 +4,15 @@ downloaded in the same run that loaded it, well within its links' 30 minutes."""
 import dagster as dg
 
 from covage_pipeline.reports import archive_reports
-from covage_pipeline.settings import Settings
 
 from ..dlt import EVENTS_KEY, OWNERS
+from ..settings import CovageSettings
 from ..warehouse import POOL, WAREHOUSE_TAGS
 
 REPORTS_KEY = dg.AssetKey(["covage", "intervention_reports"])
 
 
-def build_reports_asset(settings: Settings) -> dg.AssetsDefinition:
+def build_reports_asset() -> dg.AssetsDefinition:
     @dg.asset(
         key=REPORTS_KEY,
         deps=[EVENTS_KEY],
@@ -26,7 +26,8 @@ def build_reports_asset(settings: Settings) -> dg.AssetsDefinition:
             "(COVAGE_REPORTS_URL: a folder or any fsspec URL), one row per file in intervention_reports."
         ),
     )
-    def intervention_reports(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def intervention_reports(context: dg.AssetExecutionContext, covage: CovageSettings) -> dg.MaterializeResult:
+        settings = covage.settings()
         stats = archive_reports(settings)
         for reason, n in stats.reasons.items():
             context.log.warning(f"{n} report files not archived: {reason}")

@@ -66,6 +66,7 @@ def prune_history(instance: dg.DagsterInstance, keep_days: float, current_run_id
         for record in stale:
             run_id = record.dagster_run.run_id
             instance.delete_run(run_id)
+            _delete_check_executions(instance, run_id)
             # `delete_run` empties the run's rows but leaves its files: the captured stdout/stderr,
             # and on SQLite storage the run's own event-log file (about 130 KB even when empty)
             instance.compute_log_manager.delete_logs(prefix=[run_id])
@@ -75,6 +76,19 @@ def prune_history(instance: dg.DagsterInstance, keep_days: float, current_run_id
         deleted += len(stale)
         if len(records) < 200 or not stale:
             return deleted
+
+
+def _delete_check_executions(instance: dg.DagsterInstance, run_id: str) -> None:
+    """`delete_run` keeps the run's asset check executions: with a hundred dbt tests a run (about
+    0.4 MB), the event index grew 25 MB an hour in a soak with pruning on. Dagster has no public
+    call for it; the table is its SQL storages' own (SQLite, PostgreSQL, MySQL)."""
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    storage = instance.event_log_storage
+    if isinstance(storage, SqlEventLogStorage):
+        with storage.index_connection() as conn:
+            conn.execute(AssetCheckExecutionsTable.delete().where(AssetCheckExecutionsTable.c.run_id == run_id))
 
 
 def build_prune_job() -> dg.JobDefinition:

@@ -501,14 +501,27 @@ def test_run_history_is_pruned_after_the_retention(setup):
     _, _, defs, instance = setup
     prune = defs.resolve_job_def("prune_history")
     finished = [prune.execute_in_process(instance=instance).run_id for _ in range(3)]
+
+    @dg.asset
+    def probe() -> None: ...
+
+    @dg.asset_check(asset=probe)
+    def probe_holds() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=True)
+
+    # a run with an asset check (every ingest_and_build has a hundred): its executions go with it
+    finished.append(dg.materialize([probe, probe_holds], instance=instance).run_id)
+    probe_check = dg.AssetCheckKey(dg.AssetKey("probe"), "probe_holds")
+    assert len(instance.event_log_storage.get_asset_check_execution_history(probe_check, limit=5)) == 1
     running = instance.create_run_for_job(prune, status=dg.DagsterRunStatus.STARTED)
     assert prune_history(instance, keep_days=30) == 0  # all younger than the retention
     # the job, with the retention set for this run in the launchpad's resource config
     config = {"resources": {"covage": {"config": {"retention_days": 0.0}}}}
     pruning = prune.execute_in_process(instance=instance, run_config=config)
-    assert "3 runs older than 0 days deleted" in _logged(instance, pruning.run_id)  # finished ones only, not itself
+    assert "4 runs older than 0 days deleted" in _logged(instance, pruning.run_id)  # finished ones only, not itself
     left = {r.run_id for r in instance.get_runs()}
     assert running.run_id in left and pruning.run_id in left and not left & set(finished)
+    assert instance.event_log_storage.get_asset_check_execution_history(probe_check, limit=5) == []
     # and their files: the captured output, the run's own event-log file (SQLite storage)
     root = Path(instance.root_directory)
     files = {p.name for p in root.rglob("*")}

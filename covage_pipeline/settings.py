@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
@@ -291,6 +293,19 @@ def _with_variables() -> None:
         providers.insert(0, _variables_provider())
 
 
+@contextmanager
+def untraced() -> Iterator[None]:
+    """dlt logs every config value it resolves in a per-thread list that only a pipeline run clears:
+    a process that resolves config on every tick (a Dagster code server) kept them all."""
+    from dlt.common.configuration.container import Container
+    from dlt.common.configuration.utils import TraceLogContext
+
+    context = TraceLogContext()
+    context.logging_enabled = False
+    with Container().injectable_context(context):
+        yield
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings resolved from arguments, COVAGE_* variables, dlt's config and secrets, then defaults."""
     from dlt.common.configuration import resolve_configuration
@@ -298,7 +313,8 @@ def load_settings(**overrides: Any) -> Settings:
 
     _with_variables()
     try:
-        resolved = resolve_configuration(_configuration_spec()(), sections=("sources", "covage"))
+        with untraced():  # about 240 values each time
+            resolved = resolve_configuration(_configuration_spec()(), sections=("sources", "covage"))
     except ConfigValueCannotBeCoercedException as exc:
         name = exc.field_name
         where = VARIABLES[name] if os.environ.get(VARIABLES.get(name, "")) else f"sources.covage.{name}"

@@ -1,6 +1,6 @@
 """covage-pipeline's settings as one Dagster resource, `covage`: the UI's Resources tab lists every
 value the code location loaded (with the variable that sets it), and a run's launchpad can set any
-of them for that run only (a page size, a lookback, a start date for a backfill).
+of them for that run only (a page size, a longer lookback to re-read a day).
 
 The secrets are no fields of it, so Dagster never shows or stores them: the API token, the
 PostgreSQL URL and the alert webhook are resolved when each run starts, from the `COVAGE_*`
@@ -68,17 +68,17 @@ def _field(name: str, hint: Any, value: Any) -> tuple[Any, Any]:
 def covage_resource(settings: Settings) -> CovageSettings:
     """The resource for `settings`, its fields' defaults the loaded values: Dagster replaces a
     resource's whole config with a run's, so a run that sets one field keeps the others."""
-    hints = typing.get_type_hints(Settings)
-    given = [name for name in sorted(SECRETS) if getattr(settings, name) != getattr(load_settings(), name)]
+    resolved = load_settings()  # what a run will resolve its secrets to
+    given = [name for name in sorted(SECRETS) if getattr(settings, name) != getattr(resolved, name)]
     if given:
         raise ValueError(
             f"{', '.join(VARIABLES[name] for name in given)} set in code: each Dagster run resolves its "
             "secrets when it starts, from the COVAGE_* variables or dlt's secrets. Set them there."
         )
-    spec = {f.name: _field(f.name, hints[f.name], getattr(settings, f.name)) for f in fields(Settings)}
-    return pydantic.create_model(
-        "CovageSettings",
-        __base__=CovageSettings,
-        __doc__=CovageSettings.__doc__,
-        **{name: value for name, value in spec.items() if name not in SECRETS},
-    )()
+    hints = typing.get_type_hints(Settings)
+    spec = {
+        f.name: _field(f.name, hints[f.name], getattr(settings, f.name))
+        for f in fields(Settings)
+        if f.name not in SECRETS
+    }
+    return pydantic.create_model("CovageSettings", __base__=CovageSettings, __doc__=CovageSettings.__doc__, **spec)()

@@ -90,7 +90,7 @@ class Settings:
     start_date: str | None = None  # first run starts here (ISO date or datetime); default: the beginning
     # pages per committed load: a crash loses at most this much work; the chunk sets the peak memory
     # (measured on 500k events: 100 pages 469 MB, 150 557 MB, 250 596 MB)
-    chunk_pages: int = 100
+    chunk_pages: int = 200
     batch_rows: int = 50_000  # rows handed to dlt at once; the stored versions are looked up per batch
     max_item_bytes: int = 1_000_000  # larger items are quarantined, not loaded
     duckdb_memory_limit: str = "128MB"  # the loader's DuckDB connections; DuckDB spills past it

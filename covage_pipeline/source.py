@@ -17,6 +17,7 @@ whole rows, not by the rule of versions above.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -79,6 +80,7 @@ class RunStats:
     tail_rereads: int = 0  # items tying at a page boundary, asked again on purpose and dropped
     quarantined: int = 0
     tie_overflow: int = 0
+    batches: int = 0  # times rows were handed to dlt
     cursor: dict | None = None
 
     @property
@@ -132,13 +134,14 @@ class _Load:
         stored version (the next load merges). Columnar throughout: a backfill's batch costs one
         lookup and a few Arrow kernels."""
         taken = len(pages)
-        if self.held:
+        if self.held and pages:
+            # one lookup for the whole batch (a value set is hashed anew for each call)
             self.held = [pa.concat_arrays(self.held)]
-            for n, page in enumerate(pages):
-                uuids = page.table.column("event_uuid")
-                if pc.any(pc.is_in(uuids, value_set=self.held[0])).as_py():
-                    taken = n
-                    break
+            uuids = pa.chunked_array([page.table.column("event_uuid") for page in pages], pa.string())
+            again = pc.index(pc.is_in(uuids, value_set=self.held[0]), True).as_py()
+            if again >= 0:
+                ends = itertools.accumulate(page.table.num_rows for page in pages)
+                taken = next(n for n, end in enumerate(ends) if again < end)
         while True:
             table, verdicts, repeats, older = self._versions(pages[:taken])
             replacing = [uuid for uuid, v in verdicts.items() if v]
@@ -225,6 +228,7 @@ def events(
         load = _Load(stored, stats, True if state.merge_next else None, base.creation_date if base else None)
         batch: list[_Page] = []
         fetched = 0
+        ends_tied = False  # the batch is full but its last page ended on an instant the next may go on with
         for items, mark in fetch_pages(client_for(settings), params, paginator):
             if base is None or (mark.resume is not None and mark.resume.creation_date > base.creation_date):
                 fetched += 1
@@ -234,6 +238,13 @@ def events(
             stats.tie_overflow = mark.tie_overflow
             page_after = mark.resume.sort_value if mark.resume else None
             built = build_page(items, page_after, settings.max_item_bytes)
+            if ends_tied and not _goes_on(built.table, batch[-1].mark):
+                # the group of the batch's last instant ended with its last page: the batch can go
+                taken, pending = (yield from _flush(batch, load, state, settings, scoped, stats)), len(batch)
+                batch = []
+                if taken < pending:
+                    break
+            ends_tied = False
             batch.append(_Page(built.table, built.quarantined, mark))
             if mark.stalled:
                 state.stalled = mark.stalled
@@ -245,8 +256,12 @@ def events(
             # pages go to dlt in batches (`batch_rows`): dlt's cost is per item yielded, not per row,
             # and the stored versions are looked up once a batch. A batch never ends inside a group
             # of events that share an instant: two versions of an event there settle in one batch
-            full = sum(p.table.num_rows for p in batch) >= settings.batch_rows and not mark.tied
-            if last_page or full:
+            # (split, the second would stop the load, and a group wider than a batch would stop
+            # every load at the same place). A page ending on an instant (`tied`: nearly every one)
+            # waits for the next page to show whether its group goes on.
+            full = sum(p.table.num_rows for p in batch) >= settings.batch_rows
+            ends_tied = full and mark.tied and not last_page
+            if last_page or (full and not mark.tied):
                 taken, pending = (yield from _flush(batch, load, state, settings, scoped, stats)), len(batch)
                 batch = []
                 if taken < pending:
@@ -262,6 +277,13 @@ def events(
         state.write(resource_state)
 
 
+def _goes_on(table: pa.Table, previous: PageMark) -> bool:
+    """Whether a page's rows continue the group of the instant the previous page ended on."""
+    if previous.last is None or not table.num_rows:
+        return True  # nothing to tell by: the batch waits on
+    return pc.min(table.column("creation_date")).as_py() <= previous.last.creation_date
+
+
 def _flush(
     batch: list[_Page], load: _Load, state: CursorState, settings: Settings, scoped: bool, stats: RunStats
 ) -> Iterator:
@@ -274,6 +296,7 @@ def _flush(
         # versions are appended too, and the staging model keeps the latest
         lake = load.stored.on_files
         hints = MERGE_HINTS if load.merges and not lake else APPEND_HINTS
+        stats.batches += 1
         yield dlt.mark.with_hints(rows, hints, create_table_variant=True)
     for page in batch[:taken]:
         if page.quarantined:

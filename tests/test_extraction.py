@@ -34,6 +34,20 @@ def test_backfill_equals_ground_truth_field_by_field(emulator_factory, tmp_path)
     assert summary.cursor["creation_date"] == truth[-1]["creation_date"]
 
 
+def test_a_load_hands_its_pages_to_dlt_in_batches(emulator_factory, tmp_path):
+    """A load's rows reach dlt `batch_rows` at a time, not all at its end: nearly every page ends
+    on an instant the next page reads again, and waiting for one that does not kept a whole
+    chunk in memory (a backfill's peak grew with COVAGE_CHUNK_PAGES)."""
+    emu = emulator_factory()
+    settings = settings_for(emu, tmp_path, page_size=50, chunk_pages=1000, batch_rows=200)
+    summary = ingest(settings)
+    truth = emu.store.ground_truth(emu.url)
+    assert summary.chunks == 1 and summary.stats.pages > 20
+    # a batch closes on the first page after 200 rows whose group of instants has ended
+    assert summary.stats.batches >= len(truth) // 400
+    assert_equals_ground_truth(settings, truth)
+
+
 def test_incremental_adds_exactly_the_new_events_and_nothing_when_idle(emulator_factory, tmp_path):
     emu = emulator_factory(orders_per_day=300.0)
     settings = settings_for(emu, tmp_path)

@@ -240,10 +240,9 @@ def events(
             built = build_page(items, page_after, settings.max_item_bytes)
             if ends_tied and not _goes_on(built.table, batch[-1].mark):
                 # the group of the batch's last instant ended with its last page: the batch can go
-                taken, pending = (yield from _flush(batch, load, state, settings, scoped, stats)), len(batch)
+                if not (yield from _flush(batch, load, state, settings, scoped, stats)):
+                    break  # the next load reads the page left (it starts a lookback before it)
                 batch = []
-                if taken < pending:
-                    break
             ends_tied = False
             batch.append(_Page(built.table, built.quarantined, mark))
             if mark.stalled:
@@ -262,10 +261,9 @@ def events(
             full = sum(p.table.num_rows for p in batch) >= settings.batch_rows
             ends_tied = full and mark.tied and not last_page
             if last_page or (full and not mark.tied):
-                taken, pending = (yield from _flush(batch, load, state, settings, scoped, stats)), len(batch)
+                if not (yield from _flush(batch, load, state, settings, scoped, stats)):
+                    break
                 batch = []
-                if taken < pending:
-                    break  # the next load reads the page left (it starts a lookback before it)
             if on_page is not None:
                 on_page(stats)
             if last_page:
@@ -287,7 +285,8 @@ def _goes_on(table: pa.Table, previous: PageMark) -> bool:
 def _flush(
     batch: list[_Page], load: _Load, state: CursorState, settings: Settings, scoped: bool, stats: RunStats
 ) -> Iterator:
-    """Hands the pages this load takes to dlt and moves the cursor past them; returns how many."""
+    """Hands the pages this load takes to dlt and moves the cursor past them; False when it left
+    some (the load ends there)."""
     rows, taken = load.settle(batch)
     if rows is not None:
         if load.merges is None:
@@ -307,7 +306,7 @@ def _flush(
             state.advance(mark.last, mark.resume if mark.has_next else None, settings)
     if not scoped:
         stats.cursor = state.cursor.as_state() if state.cursor else None
-    return taken
+    return taken == len(batch)
 
 
 @dlt.source(name="covage", max_table_nesting=0)

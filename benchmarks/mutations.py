@@ -125,6 +125,20 @@ MUTATIONS = (
         ("tests/test_extraction_reliability.py",),
     ),
     Mutation(
+        "a full batch waits for a page that ends on no instant (rows reach dlt once a chunk)",
+        "covage_pipeline/source.py",
+        "            ends_tied = full and mark.tied and not last_page",
+        "            ends_tied = False",
+        ("tests/test_extraction.py::test_a_load_hands_its_pages_to_dlt_in_batches",),
+    ),
+    Mutation(
+        "a batch closes inside a group of events sharing an instant",
+        "covage_pipeline/source.py",
+        "            if ends_tied and not _goes_on(built.table, batch[-1].mark):",
+        "            if ends_tied:",
+        ("tests/test_hostile_api.py::test_a_tie_wider_than_a_batch_holding_two_versions_of_an_event_settles",),
+    ),
+    Mutation(
         "a report recognised by our guess of its type only",
         "covage_pipeline/records.py",
         "    return (\n        isinstance(data, dict)",

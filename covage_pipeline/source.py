@@ -255,9 +255,9 @@ def events(
             # pages go to dlt in batches (`batch_rows`): dlt's cost is per item yielded, not per row,
             # and the stored versions are looked up once a batch. A batch never ends inside a group
             # of events that share an instant: two versions of an event there settle in one batch
-            # (split, the second would stop the load, and a group wider than a batch would stop
-            # every load at the same place). A page ending on an instant (`tied`: nearly every one)
-            # waits for the next page to show whether its group goes on.
+            # (split, the second would end the load there, and the next load settle it). A page
+            # ending on an instant (`tied`: nearly every one) waits for the next page to show
+            # whether its group goes on.
             full = sum(p.table.num_rows for p in batch) >= settings.batch_rows
             ends_tied = full and mark.tied and not last_page
             if last_page or (full and not mark.tied):

@@ -367,3 +367,23 @@ def test_a_payload_rewritten_at_a_later_position_settles_without_going_round(tmp
             # a run that re-reads both copies (its lookback spans the feed) writes nothing
             idle = ingest(settings)
             assert (idle.stats.new, idle.stats.updated) == (0, 0), (page_size, chunk_pages, batch_rows)
+
+
+def test_a_tie_wider_than_a_batch_holding_two_versions_of_an_event_settles(tmp_path):
+    """A group of events sharing one instant, spread over several pages (each page grows to reach
+    past it), holds two versions of one event. Batches close around the group, not inside it: one
+    that did would hand the first version to dlt and end the load at the second (the next load
+    would settle it, one load later)."""
+    tie = at(10)
+    group = [event(10 + k, creation_date=tie) for k in range(6)]
+    group.insert(5, event(11, creation_date=tie, modification_date=at(600), data={"message": "newer"}))
+    feed = [event(1), event(2), *group, event(20), event(21)]
+    api = HostileAPI(feed=feed)
+    with Served(api.app()) as server:
+        settings = settings_for(server, tmp_path, page_size=2, max_page_size=16, batch_rows=1)
+        run = ingest(settings)
+        stored = rows_by_uuid(settings)
+    assert set(stored) == {"evt00001", "evt00002", "evt00020", "evt00021"} | {f"evt{10 + k:05d}" for k in range(6)}
+    assert data_of(stored["evt00011"]) == {"message": "newer"}
+    assert run.chunks == 1  # no load ended early on the second version
+    assert run.stats.batches > 1  # the batches around the group still close

@@ -243,7 +243,6 @@ def events(
                 if not (yield from _flush(batch, load, state, settings, scoped, stats)):
                     break  # the next load reads the page left (it starts a lookback before it)
                 batch = []
-            ends_tied = False
             batch.append(_Page(built.table, built.quarantined, mark))
             if mark.stalled:
                 state.stalled = mark.stalled

@@ -4,7 +4,9 @@ tick brings new events, `covage sql` polled as an analyst would. What piles up, 
 It reports runs by status, the wait from each scheduled tick to its run's start, each run's wall
 time beside the CLI's (`covage ingest` + `covage build`) on a comparable tick, the resident memory
 of every Dagster process over time (and its trend), the disk used per run, and whether the
-warehouse equals the emulator's ground truth at the end (no duplicate, nothing missing).
+warehouse equals the emulator's ground truth at the end (no duplicate, nothing missing). The
+code server is recycled as in real use (COVAGE_CODE_SERVER_RECYCLE_MINUTES, default 30): its
+memory is given summed over its processes, with the highest of each quarter of the soak.
 
     .venv/bin/python benchmarks/soak.py [--minutes 15] [--speed 300] [--retention-minutes 10]
 
@@ -102,8 +104,10 @@ def dagster_processes(root_pid: int) -> dict[int, str]:
                 found[child] = "webserver"
             elif "dagster._daemon" in cmd:
                 found[child] = "daemon"
-            elif "code-server" in cmd or "api grpc" in cmd:
-                found[child] = "code server"
+            elif "code-server" in cmd:
+                found[child] = "code-server parent"
+            elif "api grpc" in cmd:
+                found[child] = "code server"  # the one that loads the definitions; recycled
             elif "api execute_run" in cmd:
                 found[child] = "run worker"
             todo.append(child)
@@ -178,7 +182,9 @@ def main() -> None:
         wait_http(f"{ui}/server_info", dagster)
         print(f"Dagster on {ui}, emulator at {api} ({args.speed:g}x), for {args.minutes:g} minutes...", flush=True)
         started = time.monotonic()
-        memory: dict[tuple[str, int], list[tuple[float, float]]] = {}  # by process: several share a name
+        # by role, summed over its processes: a recycled code server overlaps its successor a moment
+        memory: dict[str, list[tuple[float, float]]] = {}
+        pids: dict[str, set[int]] = {}
         sql_seconds: list[float] = []
         disk: list[tuple[float, float]] = []
         parts: dict[str, list[tuple[float, float]]] = {}  # each entry of the data dir
@@ -187,9 +193,13 @@ def main() -> None:
         while time.monotonic() - started < args.minutes * 60:
             record_runs(ui, seen, failed)
             now = time.monotonic() - started
+            roles: dict[str, float] = {}
             for pid, name in dagster_processes(dagster.pid).items():
                 if name != "run worker" and (mb := rss_mb(pid)) is not None:
-                    memory.setdefault((name, pid), []).append((now, mb))
+                    roles[name] = roles.get(name, 0.0) + mb
+                    pids.setdefault(name, set()).add(pid)
+            for name, mb in roles.items():
+                memory.setdefault(name, []).append((now, mb))
             if (data / "analysts").exists():
                 try:
                     sql_seconds.append(cli(["sql", "select count(*) from marts.orders"], env))
@@ -242,14 +252,18 @@ def main() -> None:
         )
     for run_id, reasons in failed.items():
         print(f"failed run {run_id[:8]}: " + (" | ".join(reasons) or "no failure event"))
-    for (name, pid), samples in sorted(memory.items()):
+    for name, samples in sorted(memory.items()):
         first, last = samples[0][1], samples[-1][1]
         # the trend once warmed up (the code server loads the definitions and dbt's manifest at
         # its first run): from the first quarter of the soak on
         warm = [(t, mb) for t, mb in samples if t >= samples[-1][0] / 4]
+        # a recycled process drops back: the highest of each quarter says whether it stays bounded
+        end = samples[-1][0]
+        highest = [max((mb for t, mb in samples if q * end / 4 <= t <= (q + 1) * end / 4), default=0) for q in range(4)]
         print(
-            f"RSS {name:<12} (pid {pid}) {first:6.0f} -> {last:6.0f} MB (warm from {warm[0][1]:.0f} MB), "
-            f"trend once warm {slope_per_hour(warm):+.1f} MB/h (whole run {slope_per_hour(samples):+.1f})"
+            f"RSS {name:<18} {first:6.0f} -> {last:6.0f} MB (warm from {warm[0][1]:.0f} MB), "
+            f"trend once warm {slope_per_hour(warm):+.1f} MB/h (whole run {slope_per_hour(samples):+.1f}); "
+            f"highest by quarter {' / '.join(f'{mb:.0f}' for mb in highest)} MB; {len(pids[name])} process(es)"
         )
     if finished and len(disk) > 2:
         per_run = (disk[-1][1] - disk[len(disk) // 4][1]) / max(1, len(finished) * 3 // 4)

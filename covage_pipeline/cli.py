@@ -721,19 +721,35 @@ def order_info(
 def dagster_command(
     host: Annotated[str, typer.Option(help="Interface the UI listens on (keep it on loopback).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port of the UI.")] = 3000,
+    recycle_minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Start a fresh code server this often, when no run is queued or running "
+            "(default COVAGE_CODE_SERVER_RECYCLE_MINUTES, 30; 0: never).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start Dagster (`dagster dev`: the UI, the daemon that runs schedules and sensors) on HOST:PORT.
 
     The instance lives in DAGSTER_HOME, default <data dir>/dagster_home, with the project's
     dagster.yaml. Ctrl-C or SIGTERM stops every process it started, whether it runs in a
     terminal or in the background (dagster dev alone ignores them when started in the background).
+    Every RECYCLE_MINUTES the code location is reloaded (the UI's "Reload"), so that the code
+    server's memory, which Dagster lets grow with each run, stays bounded over months.
     """
     import shutil
     import signal
     import subprocess
     import sys
+    import threading
+
+    from .code_server import recycle_code_server
 
     settings = _settings()
+    if recycle_minutes is not None and recycle_minutes < 0:
+        raise typer.BadParameter("cannot be negative (0: never)", param_hint="--recycle-minutes")
+    every = settings.code_server_recycle_minutes if recycle_minutes is None else recycle_minutes
     home = Path(os.environ.get("DAGSTER_HOME") or settings.data_dir / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(Path(__file__).resolve().parents[1] / "dagster_defs" / "dagster_home" / "dagster.yaml", home)
@@ -756,7 +772,16 @@ def dagster_command(
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    stopped = threading.Event()
+    if every > 0:
+        threading.Thread(
+            target=recycle_code_server,
+            args=(f"http://{host}:{port}", every * 60, stopped, console.print),
+            name="recycle-code-server",
+            daemon=True,
+        ).start()
     code = child.wait()
+    stopped.set()
     # whatever it left behind (a code server, a run worker) goes with it
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGKILL)

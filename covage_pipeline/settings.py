@@ -57,6 +57,7 @@ VARIABLES = {
     "ingest_cron": "COVAGE_INGEST_CRON",
     "daily_cron": "COVAGE_DAILY_CRON",
     "prune_cron": "COVAGE_PRUNE_CRON",
+    "code_server_recycle_minutes": "COVAGE_CODE_SERVER_RECYCLE_MINUTES",
     "freshness_minutes": "COVAGE_FRESHNESS_MINUTES",
     "chart_months": "COVAGE_CHART_MONTHS",
     "alert_webhook_url": "COVAGE_ALERT_WEBHOOK_URL",
@@ -116,6 +117,9 @@ class Settings:
     ingest_cron: str = "*/5 * * * *"  # ingest what is new, rebuild, publish (the reference polls every few minutes)
     daily_cron: str = "0 3 * * *"  # every model rebuilt from all events
     prune_cron: str = "30 4 * * *"  # finished runs older than retention_days deleted
+    # `covage dagster` starts a fresh code server this often (when no run is queued or running):
+    # Dagster's grows about 30 MB an hour at a one-minute cron; 0: never
+    code_server_recycle_minutes: float = 30.0
     freshness_minutes: float = 60.0  # the check events_are_fresh warns past this age of the newest event
     chart_months: int = 12  # monthly charts (Dagster, notebooks) show the last this many months
     alert_webhook_url: str | None = field(default=None, repr=False)  # where support alerts are posted
@@ -208,6 +212,8 @@ class Settings:
             raise ValueError(f"page size must be from 1 to {self.max_page_size}, not {self.page_size}")
         if self.lookback_s < 0:
             raise ValueError("the lookback cannot be negative")
+        if self.code_server_recycle_minutes < 0:
+            raise ValueError("COVAGE_CODE_SERVER_RECYCLE_MINUTES cannot be negative (0: never)")
         if self.destination not in DESTINATIONS:
             raise ValueError(f"COVAGE_DESTINATION must be one of {', '.join(DESTINATIONS)}, not {self.destination!r}")
         return self

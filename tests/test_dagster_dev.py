@@ -335,3 +335,70 @@ def _signal_masks(pid: int) -> str:
         return f"{pid} gone"
     masks = " ".join(line.replace("\t", "") for line in status if line.startswith(("SigIgn", "SigBlk", "SigCgt")))
     return f"pid {pid} ppid {fields[1]} pgid {fields[2]} {masks}"
+
+
+def _definitions_servers(tmp_path: Path) -> set[int]:
+    """Pids of the code servers that load the definitions (`dagster api grpc`) of this test."""
+    return {int(line.split()[0]) for line in _processes_of(tmp_path) if "api grpc" in line}
+
+
+def test_covage_dagster_recycles_its_code_server_between_runs_never_during_one(emulator_factory, tmp_path):
+    """Dagster's code server grows with every run it launches: `covage dagster` reloads the code
+    location on a timer. A fresh process must take over, a run must still succeed, and no reload
+    may happen while a run is queued or running (its code server would be told to stop)."""
+    emu = emulator_factory(orders=150)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "COVAGE_DATA_DIR": str(tmp_path / "data"),
+        "COVAGE_API_URL": emu.url,
+        "COVAGE_API_TOKEN": TOKEN,
+        "COVAGE_PAGE_SIZE": "500",
+    }
+    log_path = tmp_path / "log"
+    log = log_path.open("w")
+    covage = Path(sys.executable).parent / "covage"
+    command = [str(covage), "dagster", "--port", str(port), "--recycle-minutes", "0.2"]  # polls every 6 s
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_for(what: str, done, seconds: float = 240):
+        deadline = time.monotonic() + seconds
+        while not (found := done()):
+            assert proc.poll() is None and time.monotonic() < deadline, f"{what}\n{log_path.read_text()[-3000:]}"
+            time.sleep(0.5)
+        return found
+
+    def recycled() -> int:
+        return log_path.read_text().count("Code server recycled")
+
+    try:
+        first = wait_for("no code server", lambda: _definitions_servers(tmp_path))
+        # a fresh process took over and the first one is gone
+        wait_for("never recycled", lambda: recycled() >= 1 and not _definitions_servers(tmp_path) & first)
+        # launched right after a recycle (the next is due 12 s later): the run is queued by then
+        done = recycled()
+        wait_for("not recycled again", lambda: recycled() > done)
+        launched = _graphql(url, LAUNCH, job="ingest_and_build")["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["runId"]
+        during, recycles = set(), recycled()
+
+        def finished() -> dict | None:
+            during.update(_definitions_servers(tmp_path))
+            run = _graphql(url, RUN, id=run_id)["runOrError"]
+            return run if run["status"] in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+        run = wait_for("the run did not finish", finished, 400)
+        assert run["status"] == "SUCCESS", _why_runs_failed(url, [run_id], [run])
+        assert recycled() == recycles and len(during) == 1, (during, log_path.read_text()[-2000:])
+        # and recycling goes on once the run is over
+        wait_for("not recycled after", lambda: recycled() > recycles and not _definitions_servers(tmp_path) & during)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()

@@ -48,6 +48,7 @@ def said(result: subprocess.CompletedProcess) -> str:
         ("COVAGE_LOOKBACK_SECONDS", "ten", "COVAGE_LOOKBACK_SECONDS='ten' is not a valid number"),
         ("COVAGE_API_URL", "extranet.kosc-telecom.fr", "COVAGE_API_URL must be an http:// or https:// address"),
         ("COVAGE_API_URL", "ftp://extranet.kosc-telecom.fr", "COVAGE_API_URL must be an http:// or https:// address"),
+        ("COVAGE_CODE_SERVER_RECYCLE_MINUTES", "-5", "COVAGE_CODE_SERVER_RECYCLE_MINUTES cannot be negative"),
     ],
 )
 def test_a_setting_that_does_not_parse_is_named(env, variable, value, named):
@@ -55,6 +56,11 @@ def test_a_setting_that_does_not_parse_is_named(env, variable, value, named):
     assert result.returncode == 2
     assert named in said(result)
     assert "Traceback" not in said(result)
+
+
+def test_a_negative_recycle_period_is_refused_before_dagster_starts(env):
+    result = covage("dagster", "--recycle-minutes", "-1", env=env, timeout=60)
+    assert result.returncode == 2 and "--recycle-minutes" in said(result) and "cannot be negative" in said(result)
 
 
 def test_a_data_dir_that_is_a_file_says_so(env, tmp_path):

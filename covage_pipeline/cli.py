@@ -727,6 +727,7 @@ def dagster_command(
             help="Start a fresh code server this often, when no run is queued or running "
             "(default COVAGE_CODE_SERVER_RECYCLE_MINUTES, 30; 0: never).",
             show_default=False,
+            min=0,
         ),
     ] = None,
 ) -> None:
@@ -747,8 +748,6 @@ def dagster_command(
     from .code_server import recycle_code_server
 
     settings = _settings()
-    if recycle_minutes is not None and recycle_minutes < 0:
-        raise typer.BadParameter("cannot be negative (0: never)", param_hint="--recycle-minutes")
     every = settings.code_server_recycle_minutes if recycle_minutes is None else recycle_minutes
     home = Path(os.environ.get("DAGSTER_HOME") or settings.data_dir / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)

@@ -155,13 +155,18 @@ def dagster_dev(emulator_factory, tmp_path):
             time.sleep(1)
         yield url, tmp_path, emu.url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop(proc)
         log.close()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the whole process group, SIGKILL if it is still there a minute later."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _graphql(url: str, query: str, **variables) -> dict:
@@ -395,10 +400,5 @@ def test_covage_dagster_recycles_its_code_server_between_runs_never_during_one(e
         # and recycling goes on once the run is over
         wait_for("not recycled after", lambda: recycled() > recycles and not _definitions_servers(tmp_path) & during)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop(proc)
         log.close()

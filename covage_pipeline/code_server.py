@@ -56,8 +56,9 @@ def reload_code_location(url: str, name: str = LOCATION) -> None:
 
 def recycle_code_server(url: str, every_s: float, stop: threading.Event, log: Callable[[str], None] = print) -> None:
     """Reloads the code location every `every_s` seconds, waiting for a moment without runs;
-    returns when `stop` is set. A failed attempt (the webserver busy or restarting) is retried at
-    the next poll: the old code server keeps serving meanwhile."""
+    returns when `stop` is set. The webserver unreachable or busy: tried again at the next poll.
+    The definitions no longer loading (a broken edit): the location shows the error, as after the
+    UI's Reload, and the next attempt waits a whole period (each one starts a process)."""
     poll_s = min(30.0, every_s / 2)
     last = time.monotonic()
     while not stop.wait(poll_s):
@@ -69,8 +70,12 @@ def recycle_code_server(url: str, every_s: float, stop: threading.Event, log: Ca
             reload_code_location(url)
         except httpx.ConnectError:  # the webserver not up yet, or stopping
             continue
-        except (httpx.HTTPError, RuntimeError) as error:
+        except httpx.HTTPError as error:
             log(f"Code server not recycled ({error}); retrying in {poll_s:.0f} s.")
+            continue
+        except RuntimeError as error:
+            last = time.monotonic()
+            log(f"Code server not recycled: {error}. Fix the definitions and reload them in the UI.")
             continue
         last = time.monotonic()
         log(f"Code server recycled (every {every_s / 60:g} min, COVAGE_CODE_SERVER_RECYCLE_MINUTES).")

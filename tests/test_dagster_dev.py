@@ -384,6 +384,8 @@ def test_covage_dagster_recycles_its_code_server_between_runs_never_during_one(e
         # launched right after a recycle (the next is due 12 s later): the run is queued by then
         done = recycled()
         wait_for("not recycled again", lambda: recycled() > done)
+        # the replaced process may take a moment to exit after the reload answers
+        wait_for("the replaced code server did not exit", lambda: len(_definitions_servers(tmp_path)) == 1)
         launched = _graphql(url, LAUNCH, job="ingest_and_build")["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         run_id = launched["run"]["runId"]

@@ -53,6 +53,9 @@ def _spark_table(settings, schema: str, table: str) -> list[dict]:
     return pq.read_table(path).to_pylist()
 
 
+# 317-464 s on this machine kind, over 600 s (the suite's per-test limit) on a slower one with
+# another Dagster beside it: its own subprocess allows 900 s
+@pytest.mark.timeout(1000)
 def test_dagster_builds_the_whole_graph_on_spark_and_every_row_equals_duckdb(emulator_factory, tmp_path):
     emu = emulator_factory(orders=300, malformed_share=0.03, unknown_type_share=0.03, start=datetime(2026, 6, 1))
     emu.store.replay(EVENTS)  # the hand-written log beside generated orders

@@ -17,7 +17,8 @@ from collections.abc import Callable
 import httpx
 
 LOCATION = "dagster_defs"  # `dagster dev -m dagster_defs` names the code location after the module
-# a queued run may be launched at any moment: reloading then would race its start
+# a queued run may be launched at any moment: reloading then would race its start (the statuses of
+# dagster_defs.operations.ACTIVE, as GraphQL names: the package does not import the definitions)
 BUSY = "[QUEUED, NOT_STARTED, STARTING, STARTED, CANCELING]"
 RUNS = f"{{ runsOrError(filter: {{statuses: {BUSY}}}, limit: 1) {{ ... on Runs {{ results {{ runId }} }} }} }}"
 RELOAD = """

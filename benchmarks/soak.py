@@ -9,6 +9,12 @@ code server is recycled as in real use (COVAGE_CODE_SERVER_RECYCLE_MINUTES, defa
 memory is given summed over its processes, with the highest of each quarter of the soak.
 
     .venv/bin/python benchmarks/soak.py [--minutes 15] [--speed 300] [--retention-minutes 10]
+                                        [--warm-up-reloads 10] [--keep]
+
+Each reload of the code location adds a little to the webserver and the daemon until about ten
+reloads (five hours at the default period): `--warm-up-reloads` does those first, so the soak
+measures the level a long-lived `covage dagster` settles at. A soak longer than 90 minutes also
+gives each trend over its last hour.
 
 With `--retention-minutes`, finished runs older than that are deleted every five minutes
 (COVAGE_RETENTION_DAYS, COVAGE_PRUNE_CRON), so the disk should stop growing once the first runs
@@ -37,6 +43,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from emulator_throughput import TOKEN, free_port, start, stop, wait_http
+
+from covage_pipeline.code_server import reload_code_location
 
 BIN = Path(sys.executable).parent
 RUNS = """
@@ -148,6 +156,8 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=300.0, help="emulated seconds per real second")
     parser.add_argument("--orders", type=int, default=2000)
     parser.add_argument("--retention-minutes", type=float, help="prune finished runs older than this, every 5 min")
+    parser.add_argument("--warm-up-reloads", type=int, default=0, help="reload the code location this often first")
+    parser.add_argument("--keep", action="store_true", help="keep the data dir and Dagster's log, to look into")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="covage-soak-"))
     data = tmp / "data"
@@ -180,6 +190,9 @@ def main() -> None:
             start_new_session=True,
         )
         wait_http(f"{ui}/server_info", dagster)
+        for done in range(args.warm_up_reloads):
+            reload_code_location(ui)  # the old code server finishes a run it launched, then exits
+            print(f"warm-up reload {done + 1}/{args.warm_up_reloads}", flush=True)
         print(f"Dagster on {ui}, emulator at {api} ({args.speed:g}x), for {args.minutes:g} minutes...", flush=True)
         started = time.monotonic()
         # by role, summed over its processes: a recycled code server overlaps its successor a moment
@@ -206,8 +219,9 @@ def main() -> None:
                 except subprocess.CalledProcessError:
                     sql_seconds.append(float("nan"))
             disk.append((now, disk_mb(data)))
-            for part in data.iterdir():
-                parts.setdefault(part.name, []).append(
+            # Dagster's instance by folder too: run storage, schedules' ticks, compute logs
+            for part in [*data.iterdir(), *(data / "dagster_home").glob("*")]:
+                parts.setdefault(str(part.relative_to(data)), []).append(
                     (now, disk_mb(part) if part.is_dir() else part.stat().st_size / 1e6)
                 )
             time.sleep(20)
@@ -260,9 +274,11 @@ def main() -> None:
         # a recycled process drops back: the highest of each quarter says whether it stays bounded
         end = samples[-1][0]
         highest = [max((mb for t, mb in samples if q * end / 4 <= t <= (q + 1) * end / 4), default=0) for q in range(4)]
+        last_hour = [(t, mb) for t, mb in samples if t >= end - 3600]
+        hour = f", last hour {slope_per_hour(last_hour):+.1f}" if end >= 90 * 60 else ""
         print(
             f"RSS {name:<18} {first:6.0f} -> {last:6.0f} MB (warm from {warm[0][1]:.0f} MB), "
-            f"trend once warm {slope_per_hour(warm):+.1f} MB/h (whole run {slope_per_hour(samples):+.1f}); "
+            f"trend once warm {slope_per_hour(warm):+.1f} MB/h{hour} (whole run {slope_per_hour(samples):+.1f}); "
             f"highest by quarter {' / '.join(f'{mb:.0f}' for mb in highest)} MB; {len(pids[name])} process(es)"
         )
     if finished and len(disk) > 2:
@@ -279,9 +295,12 @@ def main() -> None:
         print(f"covage sql: median {statistics.median(sql_seconds):.2f} s, max {max(sql_seconds):.2f} s")
     exact = len(stored) == len(set(stored)) and set(stored) == truth
     print(f"warehouse equals the ground truth: {exact} ({len(stored):,} rows, {len(truth):,} events)")
-    if not exact or by_status.get("FAILURE"):
+    if not exact or by_status.get("FAILURE") or args.keep:
         print(f"kept for a look: {tmp} (dagster.log, the data dir)")
+    if not exact or by_status.get("FAILURE"):
         raise SystemExit(1)
+    if args.keep:
+        return
     shutil.rmtree(tmp, ignore_errors=True)
 
 

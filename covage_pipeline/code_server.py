@@ -25,8 +25,10 @@ RELOAD = """
 mutation($name: String!) {
   reloadRepositoryLocation(repositoryLocationName: $name) {
     __typename
-    ... on WorkspaceLocationEntry { locationOrLoadError { __typename ... on PythonError { message } } }
-    ... on PythonError { message }
+    ... on WorkspaceLocationEntry {
+      locationOrLoadError { __typename ... on PythonError { message causes { message } } }
+    }
+    ... on PythonError { message causes { message } }
   }
 }
 """
@@ -50,9 +52,19 @@ def reload_code_location(url: str, name: str = LOCATION) -> None:
     """Asks the webserver to reload the code location (a new code server process); raises if the
     new one could not load the definitions."""
     entry = _graphql(url, RELOAD, name=name)["reloadRepositoryLocation"]
-    error = entry.get("message") or (entry.get("locationOrLoadError") or {}).get("message")
-    if entry["__typename"] != "WorkspaceLocationEntry" or error:
-        raise RuntimeError(f"reloading {name} failed: {error or entry['__typename']}")
+    error = entry if "message" in entry else entry.get("locationOrLoadError") or {}
+    if entry["__typename"] != "WorkspaceLocationEntry" or error.get("message"):
+        raise RuntimeError(f"reloading {name} failed: {_first_lines(error) or entry['__typename']}")
+
+
+def _first_lines(error: dict) -> str:
+    """Dagster's error and its innermost cause (a dbt project that no longer parses, say), the
+    first paragraph of each on one line: the whole traceback is in the UI."""
+    paragraphs = [
+        " ".join((e.get("message") or "").split("\n\n")[0].split())[:500]
+        for e in (error, *error.get("causes", [])[-1:])
+    ]
+    return "; caused by ".join(p for p in paragraphs if p)
 
 
 def recycle_code_server(url: str, every_s: float, stop: threading.Event, log: Callable[[str], None] = print) -> None:

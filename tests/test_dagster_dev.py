@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import TOKEN
+from .conftest import DBT_PROJECT, TOKEN
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).parent / "dagster"
@@ -47,6 +47,9 @@ mutation {
 }
 """
 # the Resources tab: the settings as the code location loaded them
+LOCATION = """
+{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }
+"""
 RESOURCE = """
 query($name: String!) {
   topLevelResourceDetailsOrError(resourceSelector: {
@@ -401,6 +404,53 @@ def test_covage_dagster_recycles_its_code_server_between_runs_never_during_one(e
         assert recycled() == recycles and len(during) == 1, (during, log_path.read_text()[-2000:])
         # and recycling goes on once the run is over
         wait_for("not recycled after", lambda: recycled() > recycles and not _definitions_servers(tmp_path) & during)
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def test_a_recycle_that_finds_the_definitions_broken_says_so_and_takes_the_mended_ones(tmp_path):
+    """An edit that breaks the dbt project between two recycles: the reload's new code server
+    cannot load the definitions. `covage dagster` must say so and what to do, keep serving, and
+    take the mended project at a later period without anyone restarting it."""
+    project = tmp_path / "sql"
+    shutil.copytree(DBT_PROJECT, project, ignore=shutil.ignore_patterns("logs", "covage_dbt-*", "parse-*"))
+    port = _free_port()
+    env = {**os.environ, "COVAGE_DATA_DIR": str(tmp_path / "data"), "COVAGE_DBT_PROJECT_DIR": str(project)}
+    log_path = tmp_path / "log"
+    log = log_path.open("w")
+    covage = Path(sys.executable).parent / "covage"
+    command = [str(covage), "dagster", "--port", str(port), "--recycle-minutes", "0.2"]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_for(what: str, done, seconds: float = 240):
+        deadline = time.monotonic() + seconds
+        while not (found := done()):
+            assert proc.poll() is None and time.monotonic() < deadline, f"{what}\n{log_path.read_text()[-3000:]}"
+            time.sleep(0.5)
+        return found
+
+    def said(what: str) -> int:
+        return log_path.read_text().count(what)
+
+    broken = project / "models" / "marts" / "broken_by_an_edit.sql"
+    try:
+        wait_for("never recycled", lambda: said("Code server recycled") >= 1)
+        broken.write_text("select * from {{ ref('no_such_model') }}\n")
+        wait_for("the failed reload was not reported", lambda: said("Code server not recycled"))
+        line = next(line for line in log_path.read_text().splitlines() if "Code server not recycled" in line)
+        # what failed and why (the dbt error names the missing model), then what to do
+        assert "reloading dagster_defs failed" in line and "no_such_model" in line and "Fix the definitions" in line, (
+            line
+        )
+        # the UI still answers and shows the error on the code location, as after its Reload button
+        location = _graphql(f"http://127.0.0.1:{port}", LOCATION)["workspaceOrError"]["locationEntries"]
+        assert [entry["locationOrLoadError"]["__typename"] for entry in location] == ["PythonError"], location
+        broken.unlink()
+        recycled = said("Code server recycled")
+        wait_for("the mended definitions were not taken", lambda: said("Code server recycled") > recycled)
+        location = _graphql(f"http://127.0.0.1:{port}", LOCATION)["workspaceOrError"]["locationEntries"]
+        assert [entry["locationOrLoadError"]["__typename"] for entry in location] == ["RepositoryLocation"], location
     finally:
         _stop(proc)
         log.close()

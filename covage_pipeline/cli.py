@@ -745,7 +745,7 @@ def dagster_command(
     import sys
     import threading
 
-    from .code_server import recycle_code_server
+    from .code_server import recycle_code_server, webserver_url
 
     settings = _settings()
     every = settings.code_server_recycle_minutes if recycle_minutes is None else recycle_minutes
@@ -760,7 +760,8 @@ def dagster_command(
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-    console.print(f"Dagster on http://{host}:{port} (instance {home}); Ctrl-C stops it.")
+    url = webserver_url(host, port)
+    console.print(f"Dagster on {url} (instance {home}); Ctrl-C stops it.")
     child = subprocess.Popen(
         command, env={**os.environ, "DAGSTER_HOME": str(home)}, preexec_fn=default_signals, start_new_session=True
     )
@@ -775,7 +776,7 @@ def dagster_command(
     if every > 0:
         threading.Thread(
             target=recycle_code_server,
-            args=(f"http://{host}:{port}", every * 60, stopped, console.print),
+            args=(url, every * 60, stopped, console.print),
             name="recycle-code-server",
             daemon=True,
         ).start()

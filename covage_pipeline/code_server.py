@@ -34,6 +34,13 @@ mutation($name: String!) {
 """
 
 
+def webserver_url(host: str, port: int) -> str:
+    """Where this machine reaches a webserver told to listen on `host`: a wildcard address on
+    loopback, an IPv6 address in brackets."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def _graphql(url: str, query: str, **variables: str) -> dict:
     response = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=300)
     response.raise_for_status()

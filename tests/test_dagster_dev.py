@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from covage_pipeline.code_server import webserver_url
+
 from .conftest import DBT_PROJECT, TOKEN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -454,3 +456,18 @@ def test_a_recycle_that_finds_the_definitions_broken_says_so_and_takes_the_mende
     finally:
         _stop(proc)
         log.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:3000"),
+        ("0.0.0.0", "http://127.0.0.1:3000"),  # every interface: reached on loopback
+        ("::", "http://[::1]:3000"),
+        ("::1", "http://[::1]:3000"),  # an IPv6 address in brackets, or the port would be read as part of it
+        ("dagster.internal", "http://dagster.internal:3000"),
+    ],
+)
+def test_the_recycler_reaches_the_webserver_whatever_address_it_listens_on(host, url):
+    assert webserver_url(host, 3000) == url
+    assert httpx.URL(url).port == 3000

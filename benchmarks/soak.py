@@ -44,7 +44,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 from emulator_throughput import TOKEN, free_port, start, stop, wait_http
 
-from covage_pipeline.code_server import reload_code_location
+from covage_pipeline.code_server import graphql, reload_code_location
 
 BIN = Path(sys.executable).parent
 RUNS = """
@@ -81,12 +81,6 @@ def record_runs(url: str, seen: dict[str, dict], failed: dict[str, list[str]]) -
         seen[run["runId"]] = run
         if run["status"] == "FAILURE" and run["runId"] not in failed:
             failed[run["runId"]] = failure_reasons(url, run["runId"])
-
-
-def graphql(url: str, query: str) -> dict:
-    response = httpx.post(f"{url}/graphql", json={"query": query}, timeout=60)
-    response.raise_for_status()
-    return response.json()["data"]
 
 
 def dagster_processes(root_pid: int) -> dict[int, str]:

@@ -41,7 +41,8 @@ def webserver_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _graphql(url: str, query: str, **variables: str) -> dict:
+def graphql(url: str, query: str, **variables: str) -> dict:
+    """A GraphQL request to Dagster's webserver: its data, or its first error raised."""
     response = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=300)
     response.raise_for_status()
     body = response.json()
@@ -52,13 +53,13 @@ def _graphql(url: str, query: str, **variables: str) -> dict:
 
 def runs_in_flight(url: str) -> bool:
     """Whether a run is queued, starting, running or being cancelled."""
-    return bool(_graphql(url, RUNS)["runsOrError"].get("results"))
+    return bool(graphql(url, RUNS)["runsOrError"].get("results"))
 
 
 def reload_code_location(url: str, name: str = LOCATION) -> None:
     """Asks the webserver to reload the code location (a new code server process); raises if the
     new one could not load the definitions."""
-    entry = _graphql(url, RELOAD, name=name)["reloadRepositoryLocation"]
+    entry = graphql(url, RELOAD, name=name)["reloadRepositoryLocation"]
     error = entry if "message" in entry else entry.get("locationOrLoadError") or {}
     if entry["__typename"] != "WorkspaceLocationEntry" or error.get("message"):
         raise RuntimeError(f"reloading {name} failed: {_first_lines(error) or entry['__typename']}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from covage_pipeline.code_server import webserver_url
+from covage_pipeline.code_server import graphql, webserver_url
 
 from .conftest import DBT_PROJECT, TOKEN
 
@@ -174,17 +174,9 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _graphql(url: str, query: str, **variables) -> dict:
-    response = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=60)
-    response.raise_for_status()
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]
-
-
 def test_dagster_dev_serves_every_asset_and_queues_writers(dagster_dev):
     url, _, api_url = dagster_dev
-    nodes = _graphql(url, "{ assetNodes { assetKey { path } } }")["assetNodes"]
+    nodes = graphql(url, "{ assetNodes { assetKey { path } } }")["assetNodes"]
     keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
     assert {
         "covage/events",
@@ -195,7 +187,7 @@ def test_dagster_dev_serves_every_asset_and_queues_writers(dagster_dev):
     } <= keys
     assert sum(1 for k in keys if k.startswith("marts/")) >= 17
     # the settings, each named by its variable, the token nowhere
-    resource = _graphql(url, RESOURCE, name="covage")["topLevelResourceDetailsOrError"]
+    resource = graphql(url, RESOURCE, name="covage")["topLevelResourceDetailsOrError"]
     shown = {value["key"]: value["value"] for value in resource["configuredValues"]}
     assert shown["page_size"] == "500" and shown["api_url"].strip('"') == api_url, shown
     described = {field["name"]: field["description"] for field in resource["configFields"]}
@@ -205,14 +197,14 @@ def test_dagster_dev_serves_every_asset_and_queues_writers(dagster_dev):
     # the scheduled job and, at the same moment, "Materialize all" (which carries no tag)
     run_ids = []
     for launched in (
-        _graphql(url, LAUNCH, job="ingest_and_build")["launchRun"],
-        _graphql(url, LAUNCH_ALL)["launchRun"],
+        graphql(url, LAUNCH, job="ingest_and_build")["launchRun"],
+        graphql(url, LAUNCH_ALL)["launchRun"],
     ):
         assert launched["__typename"] == "LaunchRunSuccess", launched
         run_ids.append(launched["run"]["runId"])
     deadline = time.monotonic() + 400
     while True:
-        runs = [_graphql(url, RUN, id=run_id)["runOrError"] for run_id in run_ids]
+        runs = [graphql(url, RUN, id=run_id)["runOrError"] for run_id in run_ids]
         if all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs):
             break
         assert time.monotonic() < deadline, runs
@@ -220,7 +212,7 @@ def test_dagster_dev_serves_every_asset_and_queues_writers(dagster_dev):
     assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"], _why_runs_failed(url, run_ids, runs)
     assert {"key": "covage/warehouse", "value": "writes"} in runs[0]["tags"]
     # the column lineage the UI lists with the materialization (its graph view is Dagster+'s)
-    asset = _graphql(url, LINEAGE, path=["marts", "open_order_forecast"])["assetOrError"]
+    asset = graphql(url, LINEAGE, path=["marts", "open_order_forecast"])["assetOrError"]
     entries = asset["assetMaterializations"][0]["metadataEntries"]
     lineage = {
         entry["columnName"]: [(dep["assetKey"]["path"], dep["columnName"]) for dep in entry["columnDeps"]]
@@ -233,7 +225,7 @@ def test_dagster_dev_serves_every_asset_and_queues_writers(dagster_dev):
     writes = []
     for run_id in run_ids:
         spans: dict[str, list[float]] = {}
-        for event in _graphql(url, STEPS, id=run_id)["logsForRun"]["events"]:
+        for event in graphql(url, STEPS, id=run_id)["logsForRun"]["events"]:
             if event.get("stepKey") in WRITERS:
                 spans.setdefault(event["stepKey"], []).append(float(event["timestamp"]))
         assert set(spans) == WRITERS, (run_id, spans)
@@ -252,7 +244,7 @@ def _why_runs_failed(url: str, run_ids: list[str], runs: list[dict]) -> str:
     for run_id, run in zip(run_ids, runs, strict=True):
         if run["status"] == "SUCCESS":
             continue
-        events = _graphql(url, ERRORS, id=run_id)["logsForRun"].get("events", [])
+        events = graphql(url, ERRORS, id=run_id)["logsForRun"].get("events", [])
         report.append(f"run {run_id}: {run['status']}")
         for event in events:
             if event.get("level") == "ERROR" or event.get("error"):
@@ -391,14 +383,14 @@ def test_covage_dagster_recycles_its_code_server_between_runs_never_during_one(e
         wait_for("not recycled again", lambda: recycled() > done)
         # the replaced process may take a moment to exit after the reload answers
         wait_for("the replaced code server did not exit", lambda: len(_definitions_servers(tmp_path)) == 1)
-        launched = _graphql(url, LAUNCH, job="ingest_and_build")["launchRun"]
+        launched = graphql(url, LAUNCH, job="ingest_and_build")["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         run_id = launched["run"]["runId"]
         during, recycles = set(), recycled()
 
         def finished() -> dict | None:
             during.update(_definitions_servers(tmp_path))
-            run = _graphql(url, RUN, id=run_id)["runOrError"]
+            run = graphql(url, RUN, id=run_id)["runOrError"]
             return run if run["status"] in ("SUCCESS", "FAILURE", "CANCELED") else None
 
         run = wait_for("the run did not finish", finished, 400)
@@ -446,12 +438,12 @@ def test_a_recycle_that_finds_the_definitions_broken_says_so_and_takes_the_mende
             line
         )
         # the UI still answers and shows the error on the code location, as after its Reload button
-        location = _graphql(f"http://127.0.0.1:{port}", LOCATION)["workspaceOrError"]["locationEntries"]
+        location = graphql(f"http://127.0.0.1:{port}", LOCATION)["workspaceOrError"]["locationEntries"]
         assert [entry["locationOrLoadError"]["__typename"] for entry in location] == ["PythonError"], location
         broken.unlink()
         recycled = said("Code server recycled")
         wait_for("the mended definitions were not taken", lambda: said("Code server recycled") > recycled)
-        location = _graphql(f"http://127.0.0.1:{port}", LOCATION)["workspaceOrError"]["locationEntries"]
+        location = graphql(f"http://127.0.0.1:{port}", LOCATION)["workspaceOrError"]["locationEntries"]
         assert [entry["locationOrLoadError"]["__typename"] for entry in location] == ["RepositoryLocation"], location
     finally:
         _stop(proc)

@@ -41,7 +41,7 @@ def webserver_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def graphql(url: str, query: str, **variables: str) -> dict:
+def graphql(url: str, query: str, **variables: object) -> dict:
     """A GraphQL request to Dagster's webserver: its data, or its first error raised."""
     response = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=300)
     response.raise_for_status()
@@ -62,10 +62,10 @@ def reload_code_location(url: str, name: str = LOCATION) -> None:
     entry = graphql(url, RELOAD, name=name)["reloadRepositoryLocation"]
     error = entry if "message" in entry else entry.get("locationOrLoadError") or {}
     if entry["__typename"] != "WorkspaceLocationEntry" or error.get("message"):
-        raise RuntimeError(f"reloading {name} failed: {_first_lines(error) or entry['__typename']}")
+        raise RuntimeError(f"reloading {name} failed: {_in_brief(error) or entry['__typename']}")
 
 
-def _first_lines(error: dict) -> str:
+def _in_brief(error: dict) -> str:
     """Dagster's error and its innermost cause (a dbt project that no longer parses, say), the
     first paragraph of each on one line: the whole traceback is in the UI."""
     paragraphs = [

@@ -78,6 +78,35 @@ def prune_history(instance: dg.DagsterInstance, keep_days: float, current_run_id
             return deleted
 
 
+def prune_tick_logs(instance: dg.DagsterInstance) -> int:
+    """Deletes what schedule and sensor evaluations logged once Dagster has purged their tick.
+
+    Dagster's tick retention (`retention` in dagster.yaml) deletes the ticks and leaves the files:
+    a sensor that logs (the support alerts) leaves one a tick under the compute logs'
+    `<repository>/<sensor>/`, for ever (a one-minute soak: about 60 an hour)."""
+    from dagster._core.storage.compute_log_manager import ComputeIOType
+
+    manager = instance.compute_log_manager
+    deleted = 0
+    for state in instance.all_instigator_state():
+        prefix = [state.origin.repository_origin.repository_name, state.name]
+        try:
+            on_disk = {
+                tuple(key) for io in ComputeIOType for key in manager.get_log_keys_for_log_key_prefix(prefix, io)
+            }
+        except (NotImplementedError, OSError):  # a log manager that cannot list (or nothing logged yet)
+            continue
+        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id)
+        kept = {tuple(tick.log_key) for tick in ticks if tick.log_key}
+        # the tick being evaluated has its file before its row has the key: the newest is never touched
+        newest = max((tick.tick_id for tick in ticks), default=-1)
+        for key in on_disk - kept:
+            if key[-1].isdigit() and int(key[-1]) < newest:
+                manager.delete_logs(log_key=list(key))
+                deleted += 1
+    return deleted
+
+
 def _delete_check_executions(instance: dg.DagsterInstance, run_id: str) -> None:
     """`delete_run` keeps the run's asset check executions: with a hundred dbt tests a run (about
     0.4 MB), the event index grew 25 MB an hour in a soak with pruning on. Dagster has no public
@@ -92,12 +121,17 @@ def _delete_check_executions(instance: dg.DagsterInstance, run_id: str) -> None:
 
 
 def build_prune_job() -> dg.JobDefinition:
-    @dg.op(description="Delete finished runs older than COVAGE_RETENTION_DAYS, with their event logs.")
+    @dg.op(
+        description="Delete finished runs older than COVAGE_RETENTION_DAYS, with their event logs, and the "
+        "logs of ticks that Dagster's tick retention purged."
+    )
     # context unannotated: under `from __future__ import annotations`, dagster refuses its annotation
     def prune_run_history(context, covage: CovageSettings) -> None:
         keep_days = covage.retention_days
         deleted = prune_history(context.instance, keep_days, context.run_id)
         context.log.info(f"{deleted} runs older than {keep_days:g} days deleted (COVAGE_RETENTION_DAYS)")
+        logs = prune_tick_logs(context.instance)
+        context.log.info(f"Deleted the logs of {logs} schedule and sensor ticks that Dagster's tick retention purged")
 
     @dg.job(name=PRUNE_JOB, description="Keeps the run history to COVAGE_RETENTION_DAYS (default 21).")
     def prune() -> None:

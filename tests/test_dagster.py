@@ -529,6 +529,64 @@ def test_run_history_is_pruned_after_the_retention(setup):
     assert not {name for name in files for run_id in finished if run_id in name}, files
 
 
+def test_the_logs_of_ticks_dagster_purged_go_with_the_prune(setup):
+    """Dagster's tick retention deletes a sensor's ticks, not what each evaluation logged (a file
+    a tick): the prune job deletes the logs of purged ticks, and only those."""
+    import time
+
+    from dagster._core.definitions.instigation_logger import InstigationLogger
+    from dagster._core.remote_origin import (
+        RegisteredCodeLocationOrigin,
+        RemoteInstigatorOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.scheduler.instigation import (
+        InstigatorState,
+        InstigatorStatus,
+        InstigatorType,
+        TickData,
+        TickStatus,
+    )
+
+    _, _, defs, instance = setup
+    repository, sensor = "__repository__", "support_alerts"
+    origin = RemoteInstigatorOrigin(
+        RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("dagster_defs"), repository), sensor
+    )
+    state = instance.add_instigator_state(InstigatorState(origin, InstigatorType.SENSOR, InstigatorStatus.RUNNING))
+
+    def evaluated(days_ago: float, key_stored: bool = True) -> list[str]:
+        """A tick as the daemon makes it: the row, then the evaluation's log, then its key on the row."""
+        tick = instance.create_tick(
+            TickData(
+                instigator_origin_id=state.instigator_origin_id,
+                instigator_name=sensor,
+                instigator_type=InstigatorType.SENSOR,
+                status=TickStatus.SKIPPED,
+                timestamp=time.time() - days_ago * 86400,
+                selector_id=state.selector_id,
+            )
+        )
+        key = [repository, sensor, str(tick.tick_id)]
+        with InstigationLogger(key, instance, repository, sensor) as logger:
+            logger.info("[covage alert] stuck_order: order O1 stuck")
+        if key_stored:
+            instance.update_tick(tick.with_log_key(key))
+        return key
+
+    old, recent = evaluated(30), evaluated(1)
+    live = evaluated(0, key_stored=False)  # still being evaluated
+    manager = instance.compute_log_manager
+    logged = lambda key: Path(manager.get_captured_local_path(key, "err")).exists()  # noqa: E731
+    assert logged(old) and logged(recent) and logged(live)
+    # what the daemon does with dagster.yaml's `retention` (7 days for skipped sensor ticks)
+    instance.purge_ticks(state.instigator_origin_id, state.selector_id, before=time.time() - 7 * 86400)
+    assert logged(old), "Dagster now deletes a purged tick's log itself: prune_tick_logs can go"
+    pruned = defs.resolve_job_def(PRUNE_JOB).execute_in_process(instance=instance)
+    assert "Deleted the logs of 1 schedule and sensor ticks" in _logged(instance, pruned.run_id)
+    assert not logged(old) and logged(recent) and logged(live)
+
+
 def test_the_failure_paths_say_why_and_keep_the_analysts_copy(setup):
     """An ingest that cannot reach the API fails the run with the reason; a failing dbt test
     fails the build and the analysts' copy is not replaced by marts that did not pass."""

@@ -4,6 +4,7 @@ other (the run queue's limit from the shipped dagster.yaml)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -344,6 +346,32 @@ def _definitions_servers(tmp_path: Path) -> set[int]:
     return {int(line.split()[0]) for line in _processes_of(tmp_path) if "api grpc" in line}
 
 
+@contextlib.contextmanager
+def _recycling_every_12_s(tmp_path: Path, port: int, env: dict) -> Iterator[tuple[Path, Callable]]:
+    """`covage dagster` recycling its code server every 12 s (it polls every 6 s), its output in a
+    file. Yields the file and `wait_for(what, done, seconds)`, which fails with the output's tail
+    if Dagster exits or time runs out; stops every process it started."""
+    log_path = tmp_path / "log"
+    covage = Path(sys.executable).parent / "covage"
+    command = [str(covage), "dagster", "--port", str(port), "--recycle-minutes", "0.2"]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+        def wait_for(what: str, done: Callable, seconds: float = 240):
+            deadline = time.monotonic() + seconds
+            while not (found := done()):
+                assert proc.poll() is None and time.monotonic() < deadline, f"{what}\n{log_path.read_text()[-3000:]}"
+                time.sleep(0.5)
+            return found
+
+        try:
+            yield log_path, wait_for
+        finally:
+            _stop(proc)
+
+
 def test_covage_dagster_recycles_its_code_server_between_runs_never_during_one(emulator_factory, tmp_path):
     """Dagster's code server grows with every run it launches: `covage dagster` reloads the code
     location on a timer. A fresh process must take over, a run must still succeed, and no reload
@@ -358,23 +386,11 @@ def test_covage_dagster_recycles_its_code_server_between_runs_never_during_one(e
         "COVAGE_API_TOKEN": TOKEN,
         "COVAGE_PAGE_SIZE": "500",
     }
-    log_path = tmp_path / "log"
-    log = log_path.open("w")
-    covage = Path(sys.executable).parent / "covage"
-    command = [str(covage), "dagster", "--port", str(port), "--recycle-minutes", "0.2"]  # polls every 6 s
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with _recycling_every_12_s(tmp_path, port, env) as (log_path, wait_for):
 
-    def wait_for(what: str, done, seconds: float = 240):
-        deadline = time.monotonic() + seconds
-        while not (found := done()):
-            assert proc.poll() is None and time.monotonic() < deadline, f"{what}\n{log_path.read_text()[-3000:]}"
-            time.sleep(0.5)
-        return found
+        def recycled() -> int:
+            return log_path.read_text().count("Code server recycled")
 
-    def recycled() -> int:
-        return log_path.read_text().count("Code server recycled")
-
-    try:
         first = wait_for("no code server", lambda: _definitions_servers(tmp_path))
         # a fresh process took over and the first one is gone
         wait_for("never recycled", lambda: recycled() >= 1 and not _definitions_servers(tmp_path) & first)
@@ -398,9 +414,6 @@ def test_covage_dagster_recycles_its_code_server_between_runs_never_during_one(e
         assert recycled() == recycles and len(during) == 1, (during, log_path.read_text()[-2000:])
         # and recycling goes on once the run is over
         wait_for("not recycled after", lambda: recycled() > recycles and not _definitions_servers(tmp_path) & during)
-    finally:
-        _stop(proc)
-        log.close()
 
 
 def test_a_recycle_that_finds_the_definitions_broken_says_so_and_takes_the_mended_ones(tmp_path):
@@ -411,24 +424,12 @@ def test_a_recycle_that_finds_the_definitions_broken_says_so_and_takes_the_mende
     shutil.copytree(DBT_PROJECT, project, ignore=shutil.ignore_patterns("logs", "covage_dbt-*", "parse-*"))
     port = _free_port()
     env = {**os.environ, "COVAGE_DATA_DIR": str(tmp_path / "data"), "COVAGE_DBT_PROJECT_DIR": str(project)}
-    log_path = tmp_path / "log"
-    log = log_path.open("w")
-    covage = Path(sys.executable).parent / "covage"
-    command = [str(covage), "dagster", "--port", str(port), "--recycle-minutes", "0.2"]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_for(what: str, done, seconds: float = 240):
-        deadline = time.monotonic() + seconds
-        while not (found := done()):
-            assert proc.poll() is None and time.monotonic() < deadline, f"{what}\n{log_path.read_text()[-3000:]}"
-            time.sleep(0.5)
-        return found
-
-    def said(what: str) -> int:
-        return log_path.read_text().count(what)
-
     broken = project / "models" / "marts" / "broken_by_an_edit.sql"
-    try:
+    with _recycling_every_12_s(tmp_path, port, env) as (log_path, wait_for):
+
+        def said(what: str) -> int:
+            return log_path.read_text().count(what)
+
         wait_for("never recycled", lambda: said("Code server recycled") >= 1)
         broken.write_text("select * from {{ ref('no_such_model') }}\n")
         wait_for("the failed reload was not reported", lambda: said("Code server not recycled"))
@@ -445,9 +446,6 @@ def test_a_recycle_that_finds_the_definitions_broken_says_so_and_takes_the_mende
         wait_for("the mended definitions were not taken", lambda: said("Code server recycled") > recycled)
         location = graphql(f"http://127.0.0.1:{port}", LOCATION)["workspaceOrError"]["locationEntries"]
         assert [entry["locationOrLoadError"]["__typename"] for entry in location] == ["RepositoryLocation"], location
-    finally:
-        _stop(proc)
-        log.close()
 
 
 @pytest.mark.parametrize(

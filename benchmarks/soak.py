@@ -289,13 +289,13 @@ def main() -> None:
         print(f"covage sql: median {statistics.median(sql_seconds):.2f} s, max {max(sql_seconds):.2f} s")
     exact = len(stored) == len(set(stored)) and set(stored) == truth
     print(f"warehouse equals the ground truth: {exact} ({len(stored):,} rows, {len(truth):,} events)")
-    if not exact or by_status.get("FAILURE") or args.keep:
+    failed_soak = not exact or by_status.get("FAILURE")
+    if failed_soak or args.keep:
         print(f"kept for a look: {tmp} (dagster.log, the data dir)")
-    if not exact or by_status.get("FAILURE"):
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if failed_soak:
         raise SystemExit(1)
-    if args.keep:
-        return
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

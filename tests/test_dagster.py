@@ -576,8 +576,10 @@ def test_the_logs_of_ticks_dagster_purged_go_with_the_prune(setup):
 
     old, recent = evaluated(30), evaluated(1)
     live = evaluated(0, key_stored=False)  # still being evaluated
-    manager = instance.compute_log_manager
-    logged = lambda key: Path(manager.get_captured_local_path(key, "err")).exists()  # noqa: E731
+
+    def logged(key: list[str]) -> bool:
+        return Path(instance.compute_log_manager.get_captured_local_path(key, "err")).exists()
+
     assert logged(old) and logged(recent) and logged(live)
     # what the daemon does with dagster.yaml's `retention` (7 days for skipped sensor ticks)
     instance.purge_ticks(state.instigator_origin_id, state.selector_id, before=time.time() - 7 * 86400)

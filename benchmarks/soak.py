@@ -5,15 +5,16 @@ It reports runs by status, the wait from each scheduled tick to its run's start,
 time beside the CLI's (`covage ingest` + `covage build`) on a comparable tick, the resident memory
 of every Dagster process over time (and its trend), the disk used per run, and whether the
 warehouse equals the emulator's ground truth at the end (no duplicate, nothing missing). The
-code server is recycled as in real use (COVAGE_CODE_SERVER_RECYCLE_MINUTES, default 30): its
-memory is given summed over its processes, with the highest of each quarter of the soak.
+code server is recycled and the daemon restarted as in real use (COVAGE_CODE_SERVER_RECYCLE_MINUTES,
+default 30): the memory of each is given summed over its processes, with the highest of each
+quarter of the soak.
 
     .venv/bin/python benchmarks/soak.py [--minutes 15] [--speed 300] [--retention-minutes 10]
                                         [--warm-up-reloads 10] [--keep]
 
-Each reload of the code location adds a little to the webserver and the daemon until about ten
-reloads (five hours at the default period): `--warm-up-reloads` does those first, so the soak
-measures the level a long-lived `covage dagster` settles at. A soak longer than 90 minutes also
+Each reload of the code location adds a little to the webserver until about ten reloads (five
+hours at the default period): `--warm-up-reloads` does those first, so the soak measures the level
+a long-lived `covage dagster` settles at. A soak longer than 90 minutes also
 gives each trend over its last hour.
 
 With `--retention-minutes`, finished runs older than that are deleted every five minutes
@@ -102,10 +103,10 @@ def dagster_processes(root_pid: int) -> dict[int, str]:
         pid = todo.pop()
         for child in children.get(pid, []):
             cmd = names.get(child, "")
-            if "dagster_webserver" in cmd:
+            if "dagster-webserver" in cmd:
                 found[child] = "webserver"
-            elif "dagster._daemon" in cmd:
-                found[child] = "daemon"
+            elif "dagster-daemon" in cmd:
+                found[child] = "daemon"  # restarted with each recycle
             elif "code-server" in cmd:
                 found[child] = "code-server parent"
             elif "api grpc" in cmd:

@@ -724,68 +724,66 @@ def dagster_command(
     recycle_minutes: Annotated[
         float | None,
         typer.Option(
-            help="Start a fresh code server this often, when no run is queued or running "
+            help="Start a fresh code server and daemon this often, when no run is queued or running "
             "(default COVAGE_CODE_SERVER_RECYCLE_MINUTES, 30; 0: never).",
             show_default=False,
             min=0,
         ),
     ] = None,
 ) -> None:
-    """Start Dagster (`dagster dev`: the UI, the daemon that runs schedules and sensors) on HOST:PORT.
+    """Start Dagster on HOST:PORT: the UI, the daemon that runs schedules and sensors, and the code
+    server that loads the definitions, each its own process (as Dagster deploys them).
 
     The instance lives in DAGSTER_HOME, default <data dir>/dagster_home, with the project's
     dagster.yaml. Ctrl-C or SIGTERM stops every process it started, whether it runs in a
-    terminal or in the background (dagster dev alone ignores them when started in the background).
-    Every RECYCLE_MINUTES the code location is reloaded (the UI's "Reload"), so that the code
-    server's memory, which Dagster lets grow with each run, stays bounded over months.
+    terminal or in the background. Every RECYCLE_MINUTES, at a moment without runs, the code
+    location is reloaded (the UI's "Reload") and the daemon restarted, so that their memory,
+    which Dagster lets grow with each run and each hour, stays bounded over months.
     """
     import shutil
     import signal
-    import subprocess
-    import sys
     import threading
 
     from .code_server import recycle_code_server, webserver_url
+    from .dagster_services import DagsterServices
 
     settings = _settings()
     every = settings.code_server_recycle_minutes if recycle_minutes is None else recycle_minutes
     home = Path(os.environ.get("DAGSTER_HOME") or settings.data_dir / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(Path(__file__).resolve().parents[1] / "dagster_defs" / "dagster_home" / "dagster.yaml", home)
-    command = [str(Path(sys.executable).with_name("dagster")), "dev", "-m", "dagster_defs", "-h", host, "-p", str(port)]
-
-    def default_signals() -> None:
-        # a shell that starts a job in the background leaves SIGINT ignored, and dagster dev
-        # then ignores it and the SIGTERM it maps to it
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
     url = webserver_url(host, port)
+    stop, started = threading.Event(), threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        stop.set()
+        if not started.is_set():
+            raise KeyboardInterrupt  # still starting: what started is stopped on the way out
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     console.print(f"Dagster on {url} (instance {home}); Ctrl-C stops it.")
-    child = subprocess.Popen(
-        command, env={**os.environ, "DAGSTER_HOME": str(home)}, preexec_fn=default_signals, start_new_session=True
-    )
-
-    def stop(signum, frame) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGINT)  # dagster dev's own orderly shutdown
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    stopped = threading.Event()
-    if every > 0:
-        threading.Thread(
-            target=recycle_code_server,
-            args=(url, every * 60, stopped, console.print),
-            name="recycle-code-server",
-            daemon=True,
-        ).start()
-    code = child.wait()
-    stopped.set()
-    # whatever it left behind (a code server, a run worker) goes with it
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.pid, signal.SIGKILL)
-    raise typer.Exit(0 if code in (0, -signal.SIGINT, 130) else code)
+    failed = None
+    try:
+        with DagsterServices(home, host, port) as services:
+            started.set()
+            if every > 0:
+                threading.Thread(
+                    target=recycle_code_server,
+                    args=(url, every * 60, stop, console.print, services.daemon_stopped),
+                    name="recycle-code-server",
+                    daemon=True,
+                ).start()
+            while not stop.wait(1) and not (failed := services.exited()):
+                pass
+            stop.set()
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as error:  # it did not start
+        failed = str(error)
+    if failed:
+        console.print(f"[red]{failed}: the lines above say why; everything else was stopped.[/]")
+        raise typer.Exit(1)
 
 
 @app.command()

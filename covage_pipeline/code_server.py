@@ -1,22 +1,27 @@
-"""Recycling the code server that `covage dagster` runs: Dagster's own reload of a code location
-(the UI's "Reload"), on a timer, at a moment when no run is queued or in flight.
+"""Recycling what `covage dagster` runs: Dagster's own reload of the code location (the UI's
+"Reload") and a fresh daemon, on a timer, at a moment when no run is queued or in flight.
 
 Why: the process that loads the definitions grows with every run it launches and every minute
 the daemon re-reads the workspace (about 30 MB an hour at a one-minute cron, measured; its
 Python objects barely grow, the heap fragments around them), and Dagster's code server has no
 setting like gunicorn's `max_requests` or Celery's `max_tasks_per_child`. A reload starts a fresh
-process; the old one stops taking runs and exits once its own runs are done.
+process; the old one stops taking runs and exits once its own runs are done. The daemon grows
+too, more slowly (a few MB an hour), for as long as it runs: it is restarted at the same moment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import httpx
 
-LOCATION = "dagster_defs"  # `dagster dev -m dagster_defs` names the code location after the module
+# the code location, named after its module as `dagster dev -m dagster_defs` named it: the state of
+# the schedules and the runs' history refer to it
+LOCATION = "dagster_defs"
 # a queued run may be launched at any moment: reloading then would race its start (the statuses of
 # dagster_defs.operations.ACTIVE, as GraphQL names: the package does not import the definitions)
 BUSY = "[QUEUED, NOT_STARTED, STARTING, STARTED, CANCELING]"
@@ -75,11 +80,19 @@ def _in_brief(error: dict) -> str:
     return "; caused by ".join(p for p in paragraphs if p)
 
 
-def recycle_code_server(url: str, every_s: float, stop: threading.Event, log: Callable[[str], None] = print) -> None:
-    """Reloads the code location every `every_s` seconds, waiting for a moment without runs;
-    returns when `stop` is set. The webserver unreachable or busy: tried again at the next poll.
-    The definitions no longer loading (a broken edit): the location shows the error, as after the
-    UI's Reload, and the next attempt waits a whole period (each one starts a process)."""
+def recycle_code_server(
+    url: str,
+    every_s: float,
+    stop: threading.Event,
+    log: Callable[[str], None] = print,
+    daemon_stopped: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+) -> None:
+    """Reloads the code location every `every_s` seconds, waiting for a moment without runs, with
+    the daemon stopped meanwhile (`daemon_stopped`: no queued run can start during the reload, and
+    a fresh daemon comes after); returns when `stop` is set. The webserver unreachable or busy:
+    tried again at the next poll. The definitions no longer loading (a broken edit): the location
+    shows the error, as after the UI's Reload, and the next attempt waits a whole period (each one
+    starts a process)."""
     poll_s = min(30.0, every_s / 2)
     last = time.monotonic()
     while not stop.wait(poll_s):
@@ -88,7 +101,10 @@ def recycle_code_server(url: str, every_s: float, stop: threading.Event, log: Ca
         try:
             if runs_in_flight(url):
                 continue
-            reload_code_location(url)
+            with daemon_stopped():
+                if runs_in_flight(url):  # the daemon started a queued one just before it stopped
+                    continue
+                reload_code_location(url)
         except httpx.ConnectError:  # the webserver not up yet, or stopping
             continue
         except httpx.HTTPError as error:
@@ -99,4 +115,4 @@ def recycle_code_server(url: str, every_s: float, stop: threading.Event, log: Ca
             log(f"Code server not recycled: {error}. Fix the definitions and reload them in the UI.")
             continue
         last = time.monotonic()
-        log(f"Code server recycled (every {every_s / 60:g} min, COVAGE_CODE_SERVER_RECYCLE_MINUTES).")
+        log(f"Code server recycled, daemon restarted (every {every_s / 60:g} min, COVAGE_CODE_SERVER_RECYCLE_MINUTES).")

@@ -1,6 +1,7 @@
-"""`dagster dev` as a user starts it: the webserver answers on loopback, its GraphQL API lists
-every asset, and two runs of the warehouse job launched at once both succeed, one after the
-other (the run queue's limit from the shipped dagster.yaml)."""
+"""`covage dagster` as a user starts it (`make dagster`): the webserver answers on loopback, its
+GraphQL API lists every asset, and two runs of the warehouse job launched at once both succeed,
+one after the other (the run queue's limit from the shipped dagster.yaml); it stops on a signal,
+recycles its code server and daemon between runs, and stops everything if one of them dies."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from covage_pipeline.code_server import graphql, webserver_url
 from .conftest import DBT_PROJECT, TOKEN
 
 ROOT = Path(__file__).resolve().parents[1]
-DAGSTER = Path(sys.executable).parent / "dagster"
+COVAGE = Path(sys.executable).parent / "covage"
 
 LAUNCH = """
 mutation($job: String!) {
@@ -116,29 +117,26 @@ def _free_port() -> int:
 
 
 def _restore_signals() -> None:
-    # a non-interactive parent leaves SIGINT ignored; dagster dev maps SIGTERM to SIGINT
+    # a non-interactive parent leaves SIGINT ignored; Dagster's processes map SIGTERM to SIGINT
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture
-def dagster_dev(emulator_factory, tmp_path):
+def covage_dagster(emulator_factory, tmp_path):
     emu = emulator_factory(orders=150)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster_defs" / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     port = _free_port()
     env = {
         **os.environ,
-        "DAGSTER_HOME": str(home),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
         "COVAGE_DATA_DIR": str(tmp_path / "data"),
         "COVAGE_API_URL": emu.url,
         "COVAGE_API_TOKEN": TOKEN,
         "COVAGE_PAGE_SIZE": "500",
         "PATH": "/usr/bin:/bin",  # no virtual environment on the PATH: the definitions must not need one
     }
-    log = (tmp_path / "dagster_dev.log").open("w")
-    cmd = [str(DAGSTER), "dev", "-m", "dagster_defs", "-h", "127.0.0.1", "-p", str(port)]
+    log = (tmp_path / "dagster.log").open("w")
+    cmd = [str(COVAGE), "dagster", "--host", "127.0.0.1", "--port", str(port), "--recycle-minutes", "0"]
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
@@ -150,20 +148,24 @@ def dagster_dev(emulator_factory, tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "dagster dev did not answer in 180 s"
-            time.sleep(1)
+        _wait_for_webserver(url, proc, tmp_path / "dagster.log")
         yield url, tmp_path, emu.url
     finally:
         _stop(proc)
         log.close()
+
+
+def _wait_for_webserver(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "covage dagster did not answer in 180 s"
+        time.sleep(1)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -176,8 +178,8 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def test_dagster_dev_serves_every_asset_and_queues_writers(dagster_dev):
-    url, _, api_url = dagster_dev
+def test_covage_dagster_serves_every_asset_and_queues_writers(covage_dagster):
+    url, _, api_url = covage_dagster
     nodes = graphql(url, "{ assetNodes { assetKey { path } } }")["assetNodes"]
     keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
     assert {
@@ -241,7 +243,7 @@ WRITERS = {"covage_ingestion", "covage_dbt", "analysts__marts_copy"}
 
 
 def _why_runs_failed(url: str, run_ids: list[str], runs: list[dict]) -> str:
-    """The errors of each failed run, from the instance's event log (the dev log holds only a tail)."""
+    """The errors of each failed run, from the instance's event log (the process's log holds only a tail)."""
     report = []
     for run_id, run in zip(run_ids, runs, strict=True):
         if run["status"] == "SUCCESS":
@@ -258,9 +260,10 @@ def _why_runs_failed(url: str, run_ids: list[str], runs: list[dict]) -> str:
 
 @pytest.mark.parametrize("how", ["SIGTERM to make started in the background", "Ctrl-C in a terminal"])
 def test_make_dagster_stops_on_a_signal(tmp_path, how):
-    """A shell that starts `make dagster &` leaves SIGINT ignored, and dagster dev alone then
-    survives SIGTERM as well. Every process it starts must be gone soon after the signal: SIGTERM
-    sent to make, or SIGINT to the terminal's foreground process group (what Ctrl-C does)."""
+    """A shell that starts `make dagster &` leaves SIGINT ignored, and Dagster's processes alone
+    then survive SIGTERM as well (they map it to SIGINT). Every process it starts must be gone
+    soon after the signal: SIGTERM sent to make, or SIGINT to the terminal's foreground process
+    group (what Ctrl-C does)."""
     port = _free_port()
     env = {**os.environ, "COVAGE_DATA_DIR": str(tmp_path / "data")}
     make = ["make", "-s", "dagster", f"DAGSTER_PORT={port}"]
@@ -346,6 +349,19 @@ def _definitions_servers(tmp_path: Path) -> set[int]:
     return {int(line.split()[0]) for line in _processes_of(tmp_path) if "api grpc" in line}
 
 
+def _daemons(tmp_path: Path) -> set[int]:
+    return {int(line.split()[0]) for line in _processes_of(tmp_path) if "dagster-daemon" in line}
+
+
+DAEMON_HEALTH = "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required } } } }"
+
+
+def _daemon_healthy(url: str) -> bool:
+    """Whether every daemon Dagster requires has sent a recent heartbeat."""
+    statuses = graphql(url, DAEMON_HEALTH)["instance"]["daemonHealth"]["allDaemonStatuses"]
+    return all(status["healthy"] for status in statuses if status["required"])
+
+
 @contextlib.contextmanager
 def _recycling_every_12_s(tmp_path: Path, port: int, env: dict) -> Iterator[tuple[Path, Callable]]:
     """`covage dagster` recycling its code server every 12 s (it polls every 6 s), its output in a
@@ -373,8 +389,9 @@ def _recycling_every_12_s(tmp_path: Path, port: int, env: dict) -> Iterator[tupl
 
 
 def test_covage_dagster_recycles_its_code_server_between_runs_never_during_one(emulator_factory, tmp_path):
-    """Dagster's code server grows with every run it launches: `covage dagster` reloads the code
-    location on a timer. A fresh process must take over, a run must still succeed, and no reload
+    """Dagster's code server grows with every run it launches, its daemon with every hour:
+    `covage dagster` reloads the code location and restarts the daemon on a timer. Fresh
+    processes must take over (the new daemon healthy), a run must still succeed, and no recycle
     may happen while a run is queued or running (its code server would be told to stop)."""
     emu = emulator_factory(orders=150)
     port = _free_port()
@@ -392,8 +409,11 @@ def test_covage_dagster_recycles_its_code_server_between_runs_never_during_one(e
             return log_path.read_text().count("Code server recycled")
 
         first = wait_for("no code server", lambda: _definitions_servers(tmp_path))
-        # a fresh process took over and the first one is gone
+        first_daemon = wait_for("no daemon", lambda: _daemons(tmp_path))
+        # fresh processes took over and the first ones are gone
         wait_for("never recycled", lambda: recycled() >= 1 and not _definitions_servers(tmp_path) & first)
+        assert len(_daemons(tmp_path)) == 1 and not _daemons(tmp_path) & first_daemon, log_path.read_text()[-2000:]
+        wait_for("the new daemon is not healthy", lambda: _daemon_healthy(url), 120)
         # launched right after a recycle (the next is due 12 s later): the run is queued by then
         done = recycled()
         wait_for("not recycled again", lambda: recycled() > done)
@@ -404,16 +424,47 @@ def test_covage_dagster_recycles_its_code_server_between_runs_never_during_one(e
         run_id = launched["run"]["runId"]
         during, recycles = set(), recycled()
 
+        daemons = set()
+
         def finished() -> dict | None:
             during.update(_definitions_servers(tmp_path))
+            daemons.update(_daemons(tmp_path))
             run = graphql(url, RUN, id=run_id)["runOrError"]
             return run if run["status"] in ("SUCCESS", "FAILURE", "CANCELED") else None
 
         run = wait_for("the run did not finish", finished, 400)
         assert run["status"] == "SUCCESS", _why_runs_failed(url, [run_id], [run])
-        assert recycled() == recycles and len(during) == 1, (during, log_path.read_text()[-2000:])
+        assert recycled() == recycles and len(during) == 1 and len(daemons) == 1, (
+            during,
+            daemons,
+            log_path.read_text()[-2000:],
+        )
         # and recycling goes on once the run is over
         wait_for("not recycled after", lambda: recycled() > recycles and not _definitions_servers(tmp_path) & during)
+
+
+def test_covage_dagster_stops_everything_when_a_dagster_process_dies(tmp_path):
+    """A daemon that dies on its own (killed, out of memory) must not leave a UI up that schedules
+    nothing: like `dagster dev`, `covage dagster` stops the rest, says which one died, and exits
+    non-zero, so that whatever supervises it (systemd, a container) restarts it."""
+    port = _free_port()
+    env = {**os.environ, "COVAGE_DATA_DIR": str(tmp_path / "data")}
+    log = tmp_path / "log"
+    command = [str(COVAGE), "dagster", "--port", str(port), "--recycle-minutes", "0"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        _wait_for_webserver(f"http://127.0.0.1:{port}", proc, log)
+        (daemon,) = _daemons(tmp_path)
+        os.kill(daemon, signal.SIGKILL)
+        assert proc.wait(timeout=90) == 1, log.read_text()[-2000:]
+        assert f"Dagster's daemon exited with code -{signal.SIGKILL}" in log.read_text(), log.read_text()[-2000:]
+        assert not _processes_of(tmp_path), _processes_of(tmp_path)
+    finally:
+        if proc.poll() is None:
+            _stop(proc)
 
 
 def test_a_recycle_that_finds_the_definitions_broken_says_so_and_takes_the_mended_ones(tmp_path):

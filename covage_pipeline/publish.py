@@ -5,11 +5,21 @@ load fail on its lock. Analysts (notebooks, `covage sql`, BI tools) read this co
 written beside it under a temporary name and renamed over it, so a reader sees the old file or
 the new one, never a half-written one (a reader that has the old file open keeps reading it).
 It never touches the warehouse except to read the marts.
+
+A build recomputes only the rows of the orders, services and events its new loads touched
+(int_changed_keys), and so does the copy: the previous copy is copied as a file, and in it the
+per-order and per-service marts have those keys' rows replaced, the small ones (statistics,
+forecasts) are replaced whole. The copy records the last load it reflects; when that is not
+within what int_changed_keys covers (the first copy, a build that failed, a full refresh), every
+mart is copied whole.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -17,21 +27,50 @@ import duckdb
 from .settings import Settings
 
 COPY_NAME = "covage_marts.duckdb"
+STATE_TABLE = "_covage_copy"  # in the copy: the load it reflects
+# a view of the marts, copied by key like the incremental marts: a service's rows also carry the
+# order reference of the order that created it
+HISTORY = "object_history"
 
 
 def analysts_path(settings: Settings) -> Path:
     return settings.data_dir / "analysts" / COPY_NAME
 
 
-def publish_marts(settings: Settings) -> dict[str, int]:
-    """Copies every mart (tables, and views as tables) into a fresh file, then swaps it in.
+@dataclass(frozen=True)
+class ByKey:
+    """A mart whose rows the build replaces by key: `column` holds keys of `kind`."""
 
-    Returns the row count of each copied mart. The copy has one schema, `marts`.
+    column: str
+    kind: str
+
+
+def marts_by_key(settings: Settings) -> dict[str, ByKey]:
+    """The marts dbt builds by changed key, read off the project's manifest (their config)."""
+    from .models import prepare_manifest
+
+    manifest = json.loads(prepare_manifest(settings).read_text())
+    found = {}
+    for node in manifest["nodes"].values():
+        config = node.get("config", {})
+        in_marts = node["resource_type"] == "model" and node["fqn"][1] == "marts"
+        incremental = config.get("materialized") == "incremental"
+        if in_marts and incremental and config.get("incremental_strategy") == "replace_changed":
+            found[node["alias"]] = ByKey(config["changed_column"], config["changed_kind"])
+    return found
+
+
+def publish_marts(settings: Settings) -> dict[str, int]:
+    """Brings the copy up to the warehouse's marts (by key where it can), then swaps it in.
+
+    Returns the row count of each mart in the copy. The copy has one schema, `marts`.
     """
     target = analysts_path(settings)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     partial.unlink(missing_ok=True)
+    if target.exists():
+        shutil.copyfile(target, partial)  # a reader of the old file is never disturbed
     source_schema = settings.marts_schema
     counts: dict[str, int] = {}
     # The warehouse is opened with DuckDB's default configuration and the copy attached to it:
@@ -40,22 +79,83 @@ def publish_marts(settings: Settings) -> dict[str, int]:
     con = duckdb.connect(str(settings.duckdb_path))
     try:
         con.execute(f"attach '{partial}' as analysts")
-        names = [
-            row[0]
-            for row in con.execute(
-                "select table_name from information_schema.tables "
-                "where table_catalog = current_database() and table_schema = ? order by table_name",
-                [source_schema],
-            ).fetchall()
-        ]
+        names = _tables(con, "current_database()", source_schema)
         if not names:
             raise FileNotFoundError(f"no marts in schema {source_schema} of {settings.duckdb_path}: run `covage build`")
-        con.execute("create schema analysts.marts")
+        window = _changed_window(con, settings)
+        copied = _copy_state(con)
+        # keys only when int_changed_keys holds every change since the copy (none listed on a full
+        # refresh, whose every row may differ)
+        by_key = marts_by_key(settings) if window and window[0] and copied and window[0] <= copied <= window[1] else {}
+        if by_key:
+            by_key[HISTORY] = ByKey("object_uuid", "object")
+        con.execute("create schema if not exists analysts.marts")
+        existing = set(_tables(con, "'analysts'", "marts"))
+        for name in existing - set(names):
+            con.execute(f'drop table analysts.marts."{name}"')
+        changed = f"{settings.dbt_schema}_intermediate.int_changed_keys"
         for name in names:
-            con.execute(f'create table analysts.marts."{name}" as select * from {source_schema}."{name}"')
-            counts[name] = con.execute(f'select count(*) from analysts.marts."{name}"').fetchone()[0]
+            key = by_key.get(name)
+            source = f'{source_schema}."{name}"'
+            copy = f'analysts.marts."{name}"'
+            if key and name in existing and _columns(con, source) == _columns(con, copy):
+                keys = f"select changed_key from {changed} where key_kind = '{key.kind}'"
+                if name == HISTORY:  # a service's history shows its creating order's reference
+                    keys += (
+                        f" union select service_uuid from {source_schema}.services where created_by_order_uuid in "
+                        f"(select changed_key from {changed} where key_kind = 'object') "
+                        f"union select changed_key from {changed} where key_kind = 'service'"
+                    )
+                con.execute(f"delete from {copy} where {key.column} in ({keys})")
+                con.execute(f"insert into {copy} select * from {source} where {key.column} in ({keys})")
+            else:
+                con.execute(f"create or replace table {copy} as select * from {source}")
+            counts[name] = con.execute(f"select count(*) from {copy}").fetchone()[0]
+        reflected = window[1] if window else ""
+        con.execute(f"create or replace table analysts.{STATE_TABLE} as select ? as load_id", [reflected])
         con.execute("detach analysts")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     finally:
         con.close()
     os.replace(partial, target)
     return counts
+
+
+def _tables(con: duckdb.DuckDBPyConnection, catalog_sql: str, schema: str) -> list[str]:
+    return [
+        row[0]
+        for row in con.execute(
+            f"select table_name from information_schema.tables where table_catalog = {catalog_sql} "
+            "and table_schema = ? order by table_name",
+            [schema],
+        ).fetchall()
+    ]
+
+
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple]:
+    return [(row[0], row[1]) for row in con.execute(f"describe {relation}").fetchall()]
+
+
+def _changed_window(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[str, str] | None:
+    """The loads int_changed_keys covers (after `since`, up to `until`), if the build recorded them."""
+    try:
+        rows = dict(
+            con.execute(
+                f"select name, load_id from {settings.dbt_schema}_intermediate.covage_build_state "
+                "where name in ('changed_keys_since', 'changed_keys_until')"
+            ).fetchall()
+        )
+    except duckdb.CatalogException:
+        return None
+    if len(rows) < 2:
+        return None
+    return rows["changed_keys_since"], rows["changed_keys_until"]
+
+
+def _copy_state(con: duckdb.DuckDBPyConnection) -> str | None:
+    try:
+        return con.execute(f"select load_id from analysts.{STATE_TABLE}").fetchone()[0]
+    except duckdb.CatalogException:
+        return None

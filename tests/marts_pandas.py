@@ -726,7 +726,12 @@ def _class_start(hours: float, classes: list[float]) -> float:
 
 
 def open_order_forecast(
-    ev: pd.DataFrame, orders_df: pd.DataFrame, classes: list[float], min_orders: int = 20, target_days: float = 30
+    ev: pd.DataFrame,
+    orders_df: pd.DataFrame,
+    classes: list[float],
+    min_orders: int = 20,
+    target_days: float = 30,
+    learning_days: float = 180,
 ):
     now = ev["created"].max()
     s = _stretches(ev, orders_df)
@@ -735,7 +740,10 @@ def open_order_forecast(
     s["until"] = [e if f else now for e, f in zip(s["ended"], s["finished"], strict=True)]
     s["stage_until"] = [lt if lt is not None and not pd.isna(lt) and lt <= now else now for lt in s["left"]]
     s["done"] = s["finished"] & (s["outcome"] == "completed")
-    open_now = s[(s["left"].isna() | (s["left"] > now)) & (s["ended"].isna() | (s["ended"] > now))]
+    going_on = (s["left"].isna() | (s["left"] > now)) & (s["ended"].isna() | (s["ended"] > now))
+    open_now = s[going_on]
+    # the learning window: the stretches begun in it, and those still going on
+    s = s[(s["entered"] >= now - pd.Timedelta(days=learning_days)) | going_on]
     per_order = s.drop_duplicates("order_uuid")
     o = orders_df.set_index("order_uuid")
     agreed = ev[(ev["type"] == "order-appointment-agreed") & (ev["business"] <= now)].copy()
@@ -749,26 +757,32 @@ def open_order_forecast(
         kind = row.kind if pd.notna(row.kind_at) and row.kind_at <= now else None
         # by stage: the stretches in that stage at the start of the order's class of time in it,
         # as they were then, that had not completed d hours later (the order itself among them)
+        # (times on a curve are whole hours after the class start, rounded up)
         start = _class_start(in_stage, classes)
         same = s[(s["stage"] == row.stage) & ((s["stage_until"] - s["entered"]) / HOUR >= start)]
         point = same["entered"] + pd.Timedelta(hours=start)
-        same = same[(same["until"] - point) / HOUR >= in_stage - start]
+        stage_t = np.ceil((same["until"] - point) / HOUR)
+        same = same[stage_t >= in_stage - start]
+        stage_t = stage_t[same.index]
         point = point[same.index]
         known_then = same["kind"].where(pd.to_datetime(same["kind_at"]) <= point)  # NaT: not known
         same_kind = known_then.fillna("").eq(kind or "")
         same_sat = same[((same["saturated"].notna() & (same["saturated"] <= point)) == saturated) & same_kind]
-        # every order: as old as the start of the order's class of age and not completed d later,
-        # that is as old as the order (the class only shares the work in SQL)
-        elders = per_order[(per_order["until"] - per_order["submitted"]) / HOUR >= age]
+        # every order: as old as the start of the order's class of age and not completed d later
+        age_start = _class_start(age, classes)
+        elders = per_order[(per_order["until"] - per_order["submitted"]) / HOUR >= age_start]
+        age_t = np.ceil((elders["until"] - elders["submitted"]) / HOUR - age_start)
+        elders = elders[age_t >= age - age_start]
+        age_t = age_t[elders.index]
         levels = {}
-        for level, frame, since in (
-            (1, same_sat, same_sat["entered"] + pd.Timedelta(hours=in_stage)),
-            (2, same, same["entered"] + pd.Timedelta(hours=in_stage)),
-            (3, elders, elders["submitted"] + pd.Timedelta(hours=age)),
+        for level, frame, remaining in (
+            (1, same_sat, stage_t[same_sat.index] - (in_stage - start)),
+            (2, same, stage_t - (in_stage - start)),
+            (3, elders, age_t - (age - age_start)),
         ):
             others = int((frame["order_uuid"] != row.order_uuid).sum())
             if others:
-                levels[level] = (frame, others, list((frame["until"] - since) / HOUR))
+                levels[level] = (frame, others, list(remaining))
         enough = [lv for lv, (f, _, _) in levels.items() if f["done"].sum() >= min_orders]
         level = min(enough) if enough else max(levels, default=None)
         out = {"order_uuid": row.order_uuid, "kind": kind, "stage": row.stage, "is_saturated": saturated}

@@ -147,7 +147,7 @@ def test_the_whole_graph_then_only_new_events(setup):
     assert {k for k in meta if k.startswith(("marts/", "intermediate/"))} <= set(lineage)
     order_uuid = lineage["marts/open_order_forecast"].deps_by_column["order_uuid"]
     assert [(d.asset_key.to_user_string(), d.column_name) for d in order_uuid] == [
-        ("intermediate/int_order_forecasts", "order_uuid")
+        ("intermediate/int_order_forecasts_now", "order_uuid")
     ]
     cri_files = sum(len(t["data"]) for t in truth if t["type"] == "order-cri")
     assert meta["covage/intervention_reports"]["files_archived"] == cri_files > 0

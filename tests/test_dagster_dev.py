@@ -224,7 +224,7 @@ def test_covage_dagster_serves_every_asset_and_queues_writers(covage_dagster):
         if found["__typename"] == "TableColumnLineageMetadataEntry"
         for entry in found["lineage"]
     }
-    assert lineage["order_uuid"] == [(["intermediate", "int_order_forecasts"], "order_uuid")], entries
+    assert lineage["order_uuid"] == [(["intermediate", "int_order_forecasts_now"], "order_uuid")], entries
     # the steps that write the warehouse, in either run, never overlap in time
     writes = []
     for run_id in run_ids:

@@ -685,7 +685,7 @@ def test_the_delivery_forecast_worked_out_by_hand(forecast_marts):
         {"order_uuid": "ord-o3", "kind": "Activate Create", "kind_known_at": now - timedelta(hours=3)},
         {"order_uuid": "ord-t20", "kind": "Activate Activate", "kind_known_at": FORECAST_T0 + timedelta(hours=122)},
     ]
-    o4 = forecast_marts("select * from main_intermediate.int_order_forecasts where is_now and order_uuid = 'ord-o4'")
+    o4 = forecast_marts("select * from main_intermediate.int_order_forecasts_now where order_uuid = 'ord-o4'")
     assert [(round(r["p50_remaining_hours"], 6), round(r["p90_remaining_hours"], 6)) for r in o4] == [(102, 182)]
     from covage_pipeline.headlines import headline_figures
 

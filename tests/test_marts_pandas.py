@@ -218,8 +218,9 @@ def test_open_order_forecast(built):
     from datetime import timedelta
 
     query, ev, orders = built
-    classes = yaml.safe_load((ROOT / "sql" / "dbt_project.yml").read_text())["vars"]["forecast_time_classes_hours"]
-    expected = {r["order_uuid"]: r for r in pdm.open_order_forecast(ev, orders, classes)}
+    dbt_vars = yaml.safe_load((ROOT / "sql" / "dbt_project.yml").read_text())["vars"]
+    classes, learning_days = dbt_vars["forecast_time_classes_hours"], dbt_vars["forecast_learning_days"]
+    expected = {r["order_uuid"]: r for r in pdm.open_order_forecast(ev, orders, classes, learning_days=learning_days)}
     got = {r["order_uuid"]: r for r in query("select * from main_marts.open_order_forecast")}
     assert set(got) == set(expected) and len(got) > 50
     assert {r["compared_with"] for r in got.values()} >= {"kind, stage and saturation", "all orders"}

@@ -4,11 +4,20 @@
 -- Order: business time; at the same instant the lifecycle's own order (the catalogue's
 -- lifecycle_rank: a provider's batch of acknowledged and running), then creation_date, then event_uuid.
 
+{{ config(
+    materialized=covage.by_changed_key(),
+    incremental_strategy='replace_changed',
+    changed_column='object_uuid',
+    changed_kind='object',
+) }}
+-- depends_on: {{ ref('int_changed_keys') }}
+
 with
 
 events as (
 
     select * from {{ ref('stg_events') }}
+    where {{ covage.if_changed('object_uuid', 'object') }}
 
 ),
 
@@ -22,6 +31,7 @@ files as (
 
     select event_uuid, {{ string_agg("file_label", "', '", "file_label") }} as file_labels
     from {{ ref('stg_cri_files') }}
+    where {{ covage.if_changed('order_uuid', 'object') }}
     group by event_uuid
 
 ),

@@ -20,14 +20,8 @@ as_of as (
 
 stages as (
 
-    -- the latest event that moved the order (messages, reports and unknown types do not)
-    select
-        object_uuid as order_uuid,
-        event_type,
-        business_time,
-        row_number() over (partition by object_uuid order by step desc) as recency
-    from {{ ref('int_object_events') }}
-    where object_type = 'order' and in_lifecycle
+    select order_uuid, latest_step_type as event_type, latest_step_at as business_time
+    from {{ ref('int_order_status') }}
 
 )
 
@@ -46,4 +40,4 @@ select
         as is_stuck
 from orders
 cross join as_of
-left join stages on orders.order_uuid = stages.order_uuid and stages.recency = 1
+left join stages on orders.order_uuid = stages.order_uuid

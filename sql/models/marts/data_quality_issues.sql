@@ -9,6 +9,14 @@
 --   negative_stage_duration     the event ending a stage of the lifecycle dated before the one
 --                               starting it: lifecycle_stats leaves the stage out
 
+{{ config(
+    materialized=covage.by_changed_key(),
+    incremental_strategy='replace_changed',
+    changed_column='object_uuid',
+    changed_kind='object',
+) }}
+-- depends_on: {{ ref('int_changed_keys') }}
+
 with
 
 events as (
@@ -19,6 +27,7 @@ events as (
         coalesce(flags.is_after_final, false) as is_after_final
     from {{ ref('stg_events') }} as events
     left join {{ ref('int_order_event_flags') }} as flags on events.event_uuid = flags.event_uuid
+    where {{ covage.if_changed('events.object_uuid', 'object') }}
 
 ),
 
@@ -31,7 +40,7 @@ negative_stages as (
         on story.object_uuid = orders.order_uuid
         and story.milestone = '{{ bounds[1] }}'
         and story.business_time = orders.{{ bounds[1] }}
-    where orders.{{ bounds[1] }} < orders.{{ bounds[0] }}
+    where orders.{{ bounds[1] }} < orders.{{ bounds[0] }} and {{ covage.if_changed('orders.order_uuid', 'object') }}
     {% if not loop.last %}union{% endif %}
     {%- endfor %}
 

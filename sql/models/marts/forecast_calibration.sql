@@ -1,14 +1,16 @@
 -- Were past forecasts right? Of the orders forecast at each weekly cutoff whose p90 date has
 -- passed (so the answer is known), the share completed by their p50 and by their p90 date; and
 -- the mean absolute error in days of the p50 date against a naive forecast (the median lead time
--- of the orders finished by then, minus the order's age), for the orders that completed.
+-- of the orders completed by then, as known then, minus the order's age), for the orders that
+-- completed. The forecasts were made once, from what had arrived by each cutoff
+-- (int_order_forecasts_past); what happened since is what the warehouse knows now.
 
 with
 
 forecasts as (
 
-    select * from {{ ref('int_order_forecasts') }}
-    where not is_now and p90_completed_at is not null
+    select * from {{ ref('int_order_forecasts_past') }}
+    where p90_completed_at is not null
 
 ),
 
@@ -24,20 +26,6 @@ orders as (
 
 ),
 
-naive as (
-
-    -- the median lead time of the orders completed by each cutoff
-    select
-        forecasts.cutoff,
-        percentile_cont(0.5) within group (
-            order by {{ hours_between('orders.submitted_at', 'orders.completed_at') }}
-        ) as median_lead_time_hours
-    from (select distinct cutoff from forecasts) as forecasts
-    inner join orders on orders.outcome = 'completed' and orders.completed_at <= forecasts.cutoff
-    group by forecasts.cutoff
-
-),
-
 judged as (
 
     select
@@ -49,12 +37,11 @@ judged as (
         orders.completed_at is not null and orders.completed_at <= forecasts.p90_completed_at as by_p90,
         abs({{ hours_between('forecasts.p50_completed_at', 'orders.completed_at') }}) / 24.0 as error_days,
         abs({{ hours_between(
-            "forecasts.cutoff + greatest(naive.median_lead_time_hours - forecasts.age_hours, 0) * interval '1 hour'",
+            "forecasts.cutoff + greatest(forecasts.naive_lead_time_hours - forecasts.age_hours, 0) * interval '1 hour'",
             'orders.completed_at') }}) / 24.0 as naive_error_days
     from forecasts
     cross join as_of
     inner join orders on forecasts.order_uuid = orders.order_uuid
-    left join naive on forecasts.cutoff = naive.cutoff
     -- the answer is known: the p90 date has passed, and the order did not end otherwise
     where forecasts.p90_completed_at <= as_of.as_of and orders.outcome in ('completed', 'open')
 

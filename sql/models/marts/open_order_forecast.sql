@@ -21,6 +21,5 @@ select
     forecasts.completed_orders,
     coalesce({{ hours_between('orders.submitted_at', 'forecasts.p50_completed_at') }} / 24.0
         > {{ var('delivery_target_days') }}, false) as is_forecast_late
-from {{ ref('int_order_forecasts') }} as forecasts
+from {{ ref('int_order_forecasts_now') }} as forecasts
 inner join {{ ref('orders') }} as orders on forecasts.order_uuid = orders.order_uuid
-where forecasts.is_now

@@ -2,6 +2,14 @@
 -- Each stage runs from the first time of its start milestone to the first time of its end
 -- milestone (see `orders`); a stage an order never went through is null.
 
+{{ config(
+    materialized=covage.by_changed_key(),
+    incremental_strategy='replace_changed',
+    changed_column='order_uuid',
+    changed_kind='object',
+) }}
+-- depends_on: {{ ref('int_changed_keys') }}
+
 {%- set stages = var('lifecycle_stages') %}
 
 with
@@ -9,6 +17,7 @@ with
 orders as (
 
     select * from {{ ref('orders') }}
+    where {{ covage.if_changed('order_uuid', 'object') }}
 
 ),
 

@@ -2,6 +2,14 @@
 -- lifecycle event types (message-only events and unknown types left out), and its rework: stages
 -- that occurred more than once (several appointments, a re-submission, a second running...).
 
+{{ config(
+    materialized=covage.by_changed_key(),
+    incremental_strategy='replace_changed',
+    changed_column='order_uuid',
+    changed_kind='object',
+) }}
+-- depends_on: {{ ref('int_changed_keys') }}
+
 with
 
 steps as (
@@ -11,7 +19,7 @@ steps as (
         replace(event_type, 'order-', '') as step,
         step as position
     from {{ ref('int_object_events') }}
-    where object_type = 'order' and in_lifecycle
+    where object_type = 'order' and in_lifecycle and {{ covage.if_changed('object_uuid', 'object') }}
 
 ),
 

@@ -4,6 +4,14 @@
 -- `was_requalified` says so. Milestones and counts are one column per entry of the event
 -- catalogue (seed event_types: its columns `milestone` and `counted_as`).
 
+{{ config(
+    materialized=covage.by_changed_key(),
+    incremental_strategy='replace_changed',
+    changed_column='order_uuid',
+    changed_kind='object',
+) }}
+-- depends_on: {{ ref('int_changed_keys') }}
+
 -- depends_on: {{ ref('event_types') }}
 {%- set milestones = catalogue_columns('milestone') %}
 {%- set counts = catalogue_columns('counted_as') %}
@@ -13,13 +21,14 @@ with
 events as (
 
     select * from {{ ref('int_object_events') }}
-    where object_type = 'order'
+    where object_type = 'order' and {{ covage.if_changed('object_uuid', 'object') }}
 
 ),
 
 order_status as (
 
     select * from {{ ref('int_order_status') }}
+    where {{ covage.if_changed('order_uuid', 'object') }}
 
 ),
 
@@ -30,6 +39,7 @@ flags as (
         max(case when is_before_submission then 1 else 0 end) = 1 as has_events_before_submission,
         max(case when is_after_final then 1 else 0 end) = 1 as has_events_after_final
     from {{ ref('int_order_event_flags') }}
+    where {{ covage.if_changed('order_uuid', 'object') }}
     group by order_uuid
 
 ),

@@ -3,11 +3,21 @@
 -- Status: pending (never activated), active, terminated or slammed (taken over by another
 -- operator); the first of termination and slam ends the service.
 
+{{ config(
+    materialized=covage.by_changed_key(),
+    incremental_strategy='replace_changed',
+    changed_column='service_uuid',
+    changed_kind='service',
+) }}
+-- depends_on: {{ ref('int_changed_keys') }}
+
 with
 
 events as (
 
     select * from {{ ref('stg_events') }}
+    -- a service's rows: its own events, and the completions that name it
+    where {{ covage.if_changed('object_uuid', 'service') }} or {{ covage.if_changed('service_uuid', 'service') }}
 
 ),
 

@@ -2,13 +2,21 @@
 -- links. Links were stored without their expiring token (see the extraction), so they identify
 -- the file but do not download it: the CRI archive does that.
 
+{{ config(
+    materialized=covage.by_changed_key(),
+    incremental_strategy='replace_changed',
+    changed_column='event_uuid',
+    changed_kind='event',
+) }}
+-- depends_on: {{ ref('int_changed_keys') }}
+
 with
 
 reports as (
 
     select event_uuid, object_uuid, business_time, creation_date, data
     from {{ ref('stg_events') }}
-    where is_report
+    where is_report and {{ covage.if_changed('event_uuid', 'event') }}
 
 ),
 

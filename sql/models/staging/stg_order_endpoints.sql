@@ -1,12 +1,20 @@
 -- The endpoints a completed order delivered (order-completed's `endpoints` list), one row each.
 
+{{ config(
+    materialized=covage.by_changed_key(),
+    incremental_strategy='replace_changed',
+    changed_column='event_uuid',
+    changed_kind='event',
+) }}
+-- depends_on: {{ ref('int_changed_keys') }}
+
 with
 
 completions as (
 
     select event_uuid, object_uuid, business_time, data
     from {{ ref('stg_events') }}
-    where event_type = 'order-completed' and data is not null
+    where event_type = 'order-completed' and data is not null and {{ covage.if_changed('event_uuid', 'event') }}
 
 ),
 

@@ -1,30 +1,38 @@
--- The delivery forecast of every order open at each cutoff: now (the feed's latest creation_date)
--- and every week back for `forecast_backtest_weeks` weeks, each learning only from the orders
--- finished by its cutoff, so that forecast_calibration can check past forecasts against what
--- happened. See open_order_forecast's docs for the method.
---
--- Why by classes of time: comparing each open order with every stretch of history, at its own
--- time in stage, costs open orders x history at every cutoff (on 10,000 orders, 5 minutes and
--- 18 GB; out of memory on 145,000). Here one survival curve is learned per cutoff, comparison
--- and class of time (`forecast_time_classes_hours`), and each open order reads its own point off
--- its class's curve: the cost grows with history x classes, not with open orders.
+{#- The delivery forecast of every order open at each of a set of cutoffs, as it could have been
+    made at that instant: from the events that had reached the API by then (creation_date <= the
+    cutoff), each in its version as known then (stg_event_versions: the latest version modified
+    by the cutoff, else the earliest one held), never from what came later. The live forecast
+    (int_order_forecasts_now) and every past cutoff (int_order_forecasts_past) are this one query,
+    so a past cutoff is exactly the live forecast a warehouse would have made then.
 
+    `cutoffs`: SQL returning (cutoff timestamp, is_now boolean). See open_order_forecast's docs
+    for the method.
+
+    Why by classes of time: comparing each open order with every stretch of history, at its own
+    time in stage, costs open orders x history (on 10,000 orders, 5 minutes and 18 GB). Here one
+    survival curve is learned per cutoff, comparison and class of time
+    (`forecast_time_classes_hours`), and each open order reads its own point off its class's
+    curve. Times on a curve are counted in whole hours (rounded up): a curve then has a point per
+    hour at most instead of one per order, which keeps the Kaplan-Meier passes small.
+
+    Why a learning window (`forecast_learning_days`): a cutoff learns from the stretches begun in
+    the days before it (and from the stretches still going on then), so its cost follows the
+    window, not the whole history, and it follows the operator's present pace rather than that
+    of years ago. Orders open at the cutoff are forecast whatever their age.
+
+    What a cutoff cannot know: a version of an event the builds never saw (replaced between two
+    loads, or before the backfill: the earliest version held stands for it); an event whose every
+    version is dated outside the learning window or that arrived more than that window late. -#}
+{% macro order_forecasts(cutoffs) -%}
 {%- set min_orders = var('forecast_min_orders') %}
 {%- set classes = var('forecast_time_classes_hours') %}
+{%- set learning_days = var('forecast_learning_days') %}
 
 with
 
-as_of as (
-
-    select max(creation_date) as as_of from {{ ref('stg_events') }}
-
-),
-
 cutoffs as (
 
-    select as_of.as_of - (weeks.k * 7) * interval '1 day' as cutoff, weeks.k = 0 as is_now
-    from as_of
-    cross join {{ series('0', var('forecast_backtest_weeks'), 'weeks', 'k') }}
+    {{ cutoffs }}
 
 ),
 
@@ -37,9 +45,118 @@ time_classes as (
 
 ),
 
+-- the orders a cutoff may need, read off what is known now (a superset: everything below is
+-- decided from the events known at the cutoff): open now, or with an event in the window
+candidates as (
+
+    select cutoffs.cutoff, status.order_uuid
+    from cutoffs
+    inner join {{ ref('int_order_status') }} as status
+        on not status.is_final
+        or status.last_event_at >= cutoffs.cutoff - {{ learning_days }} * interval '1 day'
+
+),
+
+-- their events known at the cutoff, each in its version then
+versions as (
+
+    select
+        candidates.cutoff,
+        versions.*,
+        row_number() over (
+            partition by candidates.cutoff, versions.event_uuid
+            order by
+                case when versions.modification_date <= candidates.cutoff then 0 else 1 end,
+                case when versions.modification_date <= candidates.cutoff then versions.modification_date end desc,
+                case when versions.modification_date <= candidates.cutoff then versions._dlt_load_id end desc,
+                versions._dlt_load_id
+        ) as version_rank
+    from candidates
+    inner join {{ ref('stg_event_versions') }} as versions
+        on versions.object_uuid = candidates.order_uuid
+        and versions.object_type = 'order'
+        and versions.creation_date <= candidates.cutoff
+
+),
+
+known as (
+
+    select
+        versions.cutoff,
+        versions.object_uuid as order_uuid,
+        versions.event_uuid,
+        versions.event_type,
+        versions.business_time,
+        versions.creation_date,
+        versions.appointment_start,
+        catalogue.status,
+        coalesce(catalogue.is_final, false) as is_final,
+        catalogue.lifecycle_rank,
+        catalogue.milestone,
+        coalesce(catalogue.cancels_appointment, false) as cancels_appointment,
+        -- a report is a Fiber Pro event, whatever its type is called
+        coalesce(catalogue.reveals_kind, case when versions.is_report then 'Fiber Pro' end) as reveals_kind
+    from versions
+    left join {{ ref('event_types') }} as catalogue on versions.event_type = catalogue.event_type
+    where versions.version_rank = 1
+
+),
+
+-- each order as known at the cutoff: submission, first saturation, the kind its events had
+-- revealed (two kinds: none), and its latest status (in the story's order, int_object_events)
+order_facts as (
+
+    select
+        cutoff,
+        order_uuid,
+        min(case when milestone = 'submitted_at' then business_time end) as submitted_at,
+        min(case when milestone = 'saturated_at' then business_time end) as saturated_at,
+        case when min(reveals_kind) = max(reveals_kind) then max(reveals_kind) end as kind,
+        case when min(reveals_kind) = max(reveals_kind) then min(case when reveals_kind is not null then business_time end) end
+            as kind_known_at
+    from known
+    group by cutoff, order_uuid
+
+),
+
+status_events as (
+
+    select
+        cutoff,
+        order_uuid,
+        status,
+        is_final,
+        business_time,
+        lead(business_time) over story as next_status_at,
+        row_number() over (partition by cutoff, order_uuid order by business_time desc,
+            lifecycle_rank desc nulls first, creation_date desc, event_uuid desc) as recency
+    from known
+    where status is not null
+    window story as (partition by cutoff, order_uuid order by business_time, lifecycle_rank nulls last, creation_date, event_uuid)
+
+),
+
+-- each stretch of an order's life in one status, with how and when the order ended
 stages as (
 
-    select * from {{ ref('int_order_stages') }}
+    select
+        status_events.cutoff,
+        status_events.order_uuid,
+        status_events.status as stage,
+        status_events.business_time as entered_at,
+        status_events.next_status_at as left_at,
+        order_facts.submitted_at,
+        order_facts.saturated_at,
+        order_facts.kind,
+        order_facts.kind_known_at,
+        case when latest.is_final then latest.status else 'open' end as outcome,
+        case when latest.is_final then latest.business_time end as ended_at
+    from status_events
+    inner join order_facts
+        on status_events.cutoff = order_facts.cutoff and status_events.order_uuid = order_facts.order_uuid
+    inner join status_events as latest
+        on status_events.cutoff = latest.cutoff and status_events.order_uuid = latest.order_uuid and latest.recency = 1
+    where not status_events.is_final
 
 ),
 
@@ -61,7 +178,8 @@ open_then as (
         {{ hours_between('stages.submitted_at', 'cutoffs.cutoff') }} as age_hours
     from cutoffs
     inner join stages
-        on stages.entered_at <= cutoffs.cutoff
+        on stages.cutoff = cutoffs.cutoff
+        and stages.entered_at <= cutoffs.cutoff
         and (stages.left_at is null or stages.left_at > cutoffs.cutoff)
         and stages.submitted_at <= cutoffs.cutoff
         and (stages.ended_at is null or stages.ended_at > cutoffs.cutoff)
@@ -93,28 +211,28 @@ open_classes as (
 -- deferred, missed, obsolete: the catalogue's cancels_appointment): no delivery before it
 appointments as (
 
-    select cutoffs.cutoff, agreed.object_uuid as order_uuid, max(agreed.appointment_start) as appointment_start
-    from cutoffs
-    inner join {{ ref('stg_events') }} as agreed
-        on agreed.event_type = 'order-appointment-agreed'
-        and agreed.business_time <= cutoffs.cutoff
-        and agreed.appointment_start > cutoffs.cutoff
-    where not exists (
-        select 1
-        from {{ ref('int_object_events') }} as later
-        inner join {{ ref('event_types') }} as catalogue on later.event_type = catalogue.event_type
-        where later.object_uuid = agreed.object_uuid
-            and catalogue.cancels_appointment
-            and later.business_time > agreed.business_time
-            and later.business_time <= cutoffs.cutoff
-    )
-    group by cutoffs.cutoff, agreed.object_uuid
+    select agreed.cutoff, agreed.order_uuid, max(agreed.appointment_start) as appointment_start
+    from known as agreed
+    where agreed.event_type = 'order-appointment-agreed'
+        and agreed.business_time <= agreed.cutoff
+        and agreed.appointment_start > agreed.cutoff
+        and not exists (
+            select 1
+            from known as later
+            where later.cutoff = agreed.cutoff
+                and later.order_uuid = agreed.order_uuid
+                and later.cancels_appointment
+                and later.business_time > agreed.business_time
+                and later.business_time <= agreed.cutoff
+        )
+    group by agreed.cutoff, agreed.order_uuid
 
 ),
 
--- what a cutoff could learn from: every stretch begun by then. An order finished by the cutoff
--- says how long it took; one still open then says only that it took longer than it had so far
--- (censored): leaving those out would learn only from the quick ones.
+-- what a cutoff learns from: every stretch begun in the window before it, and every one still
+-- going on at the cutoff (each open order's own among them). An order finished by
+-- the cutoff says how long it took; one still open then says only that it took longer than it
+-- had so far (censored): leaving those out would learn only from the quick ones.
 learned as (
 
     select
@@ -126,12 +244,22 @@ learned as (
         stages.saturated_at,
         stages.kind,
         stages.kind_known_at,
+        stages.outcome,
         coalesce(stages.ended_at <= cutoffs.cutoff, false) as is_finished,
         coalesce(stages.ended_at <= cutoffs.cutoff and stages.outcome = 'completed', false) as completed,
         case when stages.ended_at <= cutoffs.cutoff then stages.ended_at else cutoffs.cutoff end as observed_until,
         case when stages.left_at <= cutoffs.cutoff then stages.left_at else cutoffs.cutoff end as stage_observed_until
     from cutoffs
-    inner join stages on stages.entered_at <= cutoffs.cutoff and stages.submitted_at <= cutoffs.cutoff
+    inner join stages
+        on stages.cutoff = cutoffs.cutoff
+        and stages.entered_at <= cutoffs.cutoff
+        and stages.submitted_at <= cutoffs.cutoff
+        and (
+            stages.entered_at >= cutoffs.cutoff - {{ learning_days }} * interval '1 day'
+            -- a stretch still going on at the cutoff, however old: a long wait is worth knowing
+            or (stages.left_at is null or stages.left_at > cutoffs.cutoff)
+            and (stages.ended_at is null or stages.ended_at > cutoffs.cutoff)
+        )
 
 ),
 
@@ -141,10 +269,24 @@ orders_then as (
 
 ),
 
+-- the naive forecast forecast_calibration compares with: the median lead time of the orders
+-- in the window that had completed by the cutoff
+naive as (
+
+    select
+        cutoff,
+        percentile_cont(0.5) within group (order by {{ hours_between('submitted_at', 'observed_until') }})
+            as naive_lead_time_hours
+    from orders_then
+    where completed
+    group by cutoff
+
+),
+
 -- the stretches that stayed in a stage at least to the start of a class some open order is in,
 -- seen from that point: t, the hours from it until they completed (or were last seen open, or
--- ended otherwise: both censor the observation), and their kind as known then (none yet is a
--- state of its own) and saturation state then
+-- ended otherwise: both censor the observation), rounded up to the hour, and their kind as known
+-- then (none yet is a state of its own) and saturation state then
 from_stage_class as (
 
     select
@@ -162,7 +304,7 @@ from_stage_class as (
             as is_saturated,
         learned.is_finished,
         learned.completed,
-        {{ hours_between('learned.entered_at', 'learned.observed_until') }} - occupied.class_start as t
+        ceil({{ hours_between('learned.entered_at', 'learned.observed_until') }} - occupied.class_start) as t
     from (
         select distinct cutoff, stage, stage_class as class_start from open_classes
     ) as occupied
@@ -181,7 +323,7 @@ from_age_class as (
         occupied.class_start,
         orders_then.is_finished,
         orders_then.completed,
-        {{ hours_between('orders_then.submitted_at', 'orders_then.observed_until') }} - occupied.class_start as t
+        ceil({{ hours_between('orders_then.submitted_at', 'orders_then.observed_until') }} - occupied.class_start) as t
     from (select distinct cutoff, age_class as class_start from open_classes) as occupied
     inner join orders_then
         on orders_then.cutoff = occupied.cutoff
@@ -478,7 +620,8 @@ select
         when appointments.appointment_start is not null and quantiles.p90_remaining_hours is not null
             then greatest(open_then.cutoff + quantiles.p90_remaining_hours * interval '1 hour', appointments.appointment_start)
         else open_then.cutoff + quantiles.p90_remaining_hours * interval '1 hour'
-    end as p90_completed_at
+    end as p90_completed_at,
+    naive.naive_lead_time_hours
 from open_then
 left join picked
     on open_then.cutoff = picked.cutoff and open_then.order_uuid = picked.order_uuid and picked.preference = 1
@@ -486,3 +629,15 @@ left join quantiles
     on picked.cutoff = quantiles.cutoff and picked.order_uuid = quantiles.order_uuid
     and picked.comparison = quantiles.comparison
 left join appointments on open_then.cutoff = appointments.cutoff and open_then.order_uuid = appointments.order_uuid
+left join naive on open_then.cutoff = naive.cutoff
+{%- endmacro %}
+
+{#- The past cutoffs the backtest keeps: the Mondays 00:00 of the last `forecast_backtest_weeks`
+    weeks that the feed is at least `forecast_settle_hours` past. -#}
+{% macro backtest_cutoffs() -%}
+    select
+        cast(date_trunc('week', as_of.as_of - {{ var('forecast_settle_hours') }} * interval '1 hour') as timestamp)
+            - (weeks.k * 7) * interval '1 day' as cutoff
+    from (select max(creation_date) as as_of from {{ ref('stg_events') }}) as as_of
+    cross join {{ series('0', var('forecast_backtest_weeks') - 1, 'weeks', 'k') }}
+{%- endmacro %}

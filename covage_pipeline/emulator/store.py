@@ -350,6 +350,33 @@ class EventStore:
                 self._insert(realised)
         return len(realised)
 
+    def correct(self, event_uuid: str, **changes) -> Event:
+        """The operator corrects an event now: a new modification_date, and any of `type`,
+        `object_type`, `object_uuid`, `event_date` (text, as served) and `data` changed. Its
+        creation_date stays, so a consumer sees the correction only while it re-reads that far
+        back (its lookback)."""
+        unknown = set(changes) - {"type", "object_type", "object_uuid", "event_date", "data"}
+        if unknown:
+            raise ValueError(f"an event has no field {sorted(unknown)} to correct")
+        now = self.sync()
+        with self._lock:
+            ev = self._by_uuid[event_uuid]
+            if "object_uuid" in changes and changes["object_uuid"] != ev.object_uuid:
+                self._by_object[ev.object_uuid].remove(ev)
+                self._by_object.setdefault(changes["object_uuid"], []).append(ev)
+                self._by_object[changes["object_uuid"]].sort(key=_creation_key)
+            ev.type = changes.get("type", ev.type)
+            ev.object_type = changes.get("object_type", ev.object_type)
+            ev.object_uuid = changes.get("object_uuid", ev.object_uuid)
+            if "event_date" in changes:
+                ev.event_date = changes["event_date"]
+                ev.event_us = parse_iso(ev.event_date)
+                self._by_event_date = None
+            ev.modified_data = changes.get("data", ev.current_data(now))
+            ev.modified_us = now
+            ev._listed = None
+            return ev
+
     def _insert(self, new: list[Event]) -> None:
         for ev in new:
             self._by_uuid[ev.event_uuid] = ev

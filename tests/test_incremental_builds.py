@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from covage_pipeline.models import build
@@ -104,9 +104,8 @@ def run_ticks(emu, settings) -> None:
     emu.store.correct("inc-completion", data={**completion, "service_uuid": f"{new_service}-b"})
     emu.store.correct("inc-report", data={"fichier 2": {"blob": "pvi/x/2.pdf"}})
     emu.store.correct("inc-submitted", object_uuid=third)
-    emu.store.correct(
-        "inc-late-rejection", type="order-info", event_date=late_date.replace(late_date[:4], str(old_date.year))
-    )
+    earlier = (old_date - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    emu.store.correct("inc-late-rejection", type="order-info", event_date=earlier)
     ingest(settings)
     propagated = _state(settings, "propagated")
     build_killed_at(emu, settings, "orders")

@@ -210,3 +210,79 @@ def test_an_incremental_build_tests_the_rows_it_changed_and_the_nightly_build_ev
     assert build(settings, full_refresh=True).success
     compiled = (tests / "intermediate" / "intermediate.yml" / "unique_int_object_events_event_uuid.sql").read_text()
     assert "int_changed_keys" not in compiled  # every row
+
+
+def _forecast_rows(settings, table: str, where: str) -> dict[str, dict]:
+    rows = query(settings, f"select * from {settings.dbt_schema}_intermediate.{table} where {where}")
+    return {r["order_uuid"]: {k: v for k, v in r.items() if k not in ("cutoff", "is_now")} for r in rows}
+
+
+def _assert_same_forecasts(got: dict[str, dict], want: dict[str, dict]) -> None:
+    import math
+
+    assert set(got) == set(want) and len(want) > 10, (len(got), len(want), set(got) ^ set(want))
+    for order, row in want.items():
+        for column, value in row.items():
+            other = got[order][column]
+            if isinstance(value, float) and other is not None:
+                assert math.isclose(other, value, rel_tol=1e-9, abs_tol=1e-9), (order, column, other, value)
+            else:
+                assert other == value, (order, column, other, value)
+
+
+def test_a_past_forecast_is_the_live_forecast_of_a_warehouse_fed_only_what_had_arrived_by_it(
+    emulator_factory, tmp_path
+):
+    """No look-ahead: the forecast frozen at a past cutoff C equals, row for row, the live
+    forecast of a warehouse holding only the events created by C (built fresh from them), even
+    after events arriving later but dated before C (completions of orders open at C) have come in,
+    and after a full refresh recomputes C."""
+    import duckdb
+
+    emu = emulator_factory(orders=700, history_days=60, start=START, provider_late_share=0.3)
+    settings = settings_for(emu, tmp_path / "full", page_size=500)
+    ingest(settings)
+    _built_by_cli(emu, settings)
+    cutoffs = query(
+        settings,
+        "select cutoff, count(*) as n from main_intermediate.int_order_forecasts_past group by 1 order by 1 desc",
+    )
+    assert len(cutoffs) >= 4 and all(c["cutoff"].weekday() == 0 and c["cutoff"].hour == 0 for c in cutoffs)
+    cutoff = cutoffs[0]["cutoff"]  # the latest Monday the feed is a day past
+    at_cutoff = f"cutoff = '{cutoff}'"
+    frozen = _forecast_rows(settings, "int_order_forecasts_past", at_cutoff)
+    # completions of orders open at C, dated the day before C, arrive now: a look-ahead by business
+    # time would see them ended before C
+    dated = (cutoff - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    emu.store.replay(
+        [late_event(emu, f"late-{i}", "order-completed", order, dated, None, 100) for i, order in enumerate(frozen)][:8]
+    )
+    _tick(emu, settings, 2)
+    _tick(emu, settings, 30)
+    assert _forecast_rows(settings, "int_order_forecasts_past", at_cutoff) == frozen  # never recomputed
+
+    # a warehouse fed only the events created by C, and one at C exactly (its feed's now)
+    held = tmp_path / "held"
+    held.mkdir()
+    raw = settings.dataset
+    with duckdb.connect(str(held / "covage.duckdb")) as con:
+        con.execute(f"attach '{settings.duckdb_path}' as full_warehouse (read_only)")
+        con.execute(f"create schema {raw}")
+        con.execute(
+            f"create table {raw}.events as select * from full_warehouse.{raw}.events where creation_date <= ?", [cutoff]
+        )
+        con.execute(
+            f"insert into {raw}.events select * replace ('held-out-now' as event_uuid, 'service-info' as type, "
+            f"'service' as object_type, 'svc-held-out' as object_uuid, ?::timestamp as creation_date, "
+            f"?::timestamp as modification_date, ?::timestamp as event_date, null as data) "
+            f"from {raw}.events limit 1",
+            [cutoff, cutoff, cutoff],
+        )
+    held_settings = settings_for(emu, held)
+    _built(held_settings)
+    live = _forecast_rows(held_settings, "int_order_forecasts_now", "true")
+    _assert_same_forecasts(frozen, live)
+    # a full refresh computes C again from the events created by it: the late ones stay out
+    result = build(settings, full_refresh=True)
+    assert result.success, result.error
+    _assert_same_forecasts(_forecast_rows(settings, "int_order_forecasts_past", at_cutoff), live)

@@ -11,6 +11,10 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
 from covage_pipeline.models import build
 from covage_pipeline.pipeline import ingest
 from covage_pipeline.warehouse import query
@@ -286,3 +290,100 @@ def test_a_past_forecast_is_the_live_forecast_of_a_warehouse_fed_only_what_had_a
     result = build(settings, full_refresh=True)
     assert result.success, result.error
     _assert_same_forecasts(_forecast_rows(settings, "int_order_forecasts_past", at_cutoff), live)
+
+
+FRESH = [
+    "order-completed",
+    "order-cri",
+    "order-info",
+    "order-rejected",
+    "order-submitted",
+    "order-localloop-saturation",
+]
+CORRECTIONS = ["type", "order", "service", "date", "files"]
+KILLED_AT = [None, None, "int_object_events", "orders", "services", "int_order_forecasts_now"]
+
+
+@st.composite
+def tick_plans(draw) -> list[dict]:
+    """A few ticks: how far the clock moves, the events that arrive (dated anywhere in the past),
+    the corrections of the previous tick's events, and whether the build is killed, and where."""
+    return [
+        {
+            "hours": draw(st.sampled_from([0.05, 0.1, 1.0, 6.0, 30.0])),
+            "fresh": draw(st.lists(st.sampled_from(FRESH), max_size=3)),
+            "corrections": draw(st.lists(st.sampled_from(CORRECTIONS), max_size=3)),
+            "days_back": draw(st.floats(0, 40)),
+            "kill": draw(st.sampled_from(KILLED_AT)),
+            "seed": draw(st.integers(0, 10**6)),
+        }
+        for _ in range(draw(st.integers(2, 3)))
+    ]
+
+
+def _fresh_event(emu, rng, type_: str, number: int, days_back: float) -> dict:
+    orders = [o.order_uuid for o in emu.store.orders()]
+    data = {
+        "order-completed": {"service_uuid": f"svc-p{number}", "service_alias": f"KSR-P{number}", "endpoints": []},
+        "order-cri": {"fichier 1": {"blob": f"pvi/p{number}/1.pdf"}, "fichier 2": {"blob": f"pvi/p{number}/2.pdf"}},
+        "order-info": {"message": f"note {number}"},
+        "order-rejected": {"reject_code": "P1", "reject_reason": "property"},
+        "order-submitted": {"kosc_order_ref": f"RP{number}"},
+    }.get(type_)
+    dated = now_text(emu, days_back * 86400 + 300)
+    return late_event(emu, f"prop-{number}", type_, rng.choice(orders), dated, data, ago_s=120)
+
+
+def _correct(emu, rng, event_uuid: str, kind: str) -> None:
+    ev = emu.store.get(event_uuid)
+    if ev is None:
+        return
+    if kind == "type":
+        emu.store.correct(event_uuid, type=rng.choice(FRESH))
+    elif kind == "order":
+        emu.store.correct(event_uuid, object_uuid=rng.choice([o.order_uuid for o in emu.store.orders()]))
+    elif kind == "service":
+        emu.store.correct(event_uuid, data={"service_uuid": f"svc-moved-{rng.randint(0, 3)}", "endpoints": []})
+    elif kind == "date":
+        emu.store.correct(event_uuid, event_date=now_text(emu, rng.uniform(0, 60) * 86400))
+    else:
+        emu.store.correct(event_uuid, data={"fichier 9": {"blob": "pvi/moved.pdf"}})
+
+
+@hypothesis_settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plan=tick_plans())
+def test_random_tick_sequences_equal_a_full_refresh(plan, tmp_path_factory):
+    """The property: any sequence of ticks, the last build completed, leaves every model equal to a
+    full refresh."""
+    import random
+
+    from covage_pipeline.emulator import running_emulator
+
+    from .conftest import make_config
+
+    config = make_config(orders=150, history_days=45, start=START, modified_share=0.05, provider_late_share=0.2)
+    with running_emulator(config) as emu:
+        settings = settings_for(emu, tmp_path_factory.mktemp("property"), page_size=200)
+        ingest(settings)
+        _built_by_cli(emu, settings)
+        previous: list[str] = []
+        number = 0
+        for tick in plan:
+            rng = random.Random(tick["seed"])
+            emu.store.advance(tick["hours"] * 3600)
+            for kind in tick["corrections"]:
+                if previous:
+                    _correct(emu, rng, rng.choice(previous), kind)
+            fresh = []
+            for type_ in tick["fresh"]:
+                number += 1
+                fresh.append(_fresh_event(emu, rng, type_, number, tick["days_back"]))
+            emu.store.replay(fresh)
+            previous = [e["event_uuid"] for e in fresh] or previous
+            ingest(settings)
+            if tick["kill"]:
+                build_killed_at(emu, settings, tick["kill"])
+            else:
+                _built_by_cli(emu, settings)
+        _built_by_cli(emu, settings)  # the next tick's build, after a killed one: it converges
+        assert_same_as_full_refresh(settings)

@@ -45,6 +45,7 @@ COLUMNS = {
     "reason": {"data_type": "text"},
     "attempts": {"data_type": "bigint"},
     "event_modification_date": {"data_type": "timestamp", "timezone": False},
+    "event_load_id": {"data_type": "text"},  # the load that brought the event's version archived
 }
 
 
@@ -63,24 +64,52 @@ def _safe(label: str) -> str:
 
 def pending_events(settings: Settings, retry_failed: bool = False, recheck: bool = False) -> list[dict]:
     """CRI events with work to do: never archived, changed since (a newer modification_date), or,
-    with `retry_failed`, with a file whose every attempt failed; with `recheck`, all of them."""
+    with `retry_failed`, with a file whose every attempt failed; with `recheck`, all of them.
+
+    Only the events loaded after the newest one the archive holds a row for are read (and the
+    archive's rows of those alone): a version of an event, corrected or new, comes with a new
+    load, and a run's rows are loaded together, so nothing before that load is left to do. A
+    run's cost follows the new events, not the feed's history."""
+    events_table = f"{settings.dataset}.events"
+    archive = f"{settings.dataset}.{TABLE}"
+    try:
+        since = raw_query(settings, f"select max(event_load_id) as since from {archive}")[0]["since"] or ""
+    except Exception:  # no archive table (or, from an earlier release, no such column) yet
+        since = ""
+    where = "" if recheck else f"and e._dlt_load_id > '{since}'"
     # reports are recognised by their payload, whatever their type: the links narrow it in SQL
     candidates = raw_query(
         settings,
-        f"select event_uuid, object_uuid, modification_date, data from {settings.dataset}.events "
-        "where data is not null and cast(data as text) like '%://%'",
+        f"select e.event_uuid, e.object_uuid, e.modification_date, e._dlt_load_id as event_load_id, e.data "
+        f"from {events_table} e where e.data is not null and cast(e.data as text) like '%://%' {where}",
     )
     events = [
         {k: v for k, v in ev.items() if k != "data"}
         for ev in candidates
         if is_report_payload(orjson.loads(ev["data"]) if isinstance(ev["data"], str) else ev["data"])
     ]
+    if retry_failed:  # and the events with a file whose every attempt failed, however old
+        failed = raw_query(
+            settings,
+            f"select e.event_uuid, e.object_uuid, e.modification_date, e._dlt_load_id as event_load_id "
+            f"from {events_table} e where e.event_uuid in (select event_uuid from {archive} a group by event_uuid, "
+            "file_label having max(case when a.status = 'archived' then 1 else 0 end) = 0)",
+        )
+        known = {ev["event_uuid"] for ev in events}
+        events += [ev for ev in failed if ev["event_uuid"] not in known]
     if recheck:
         return events
     try:
         rows = raw_query(
             settings,
-            f"select event_uuid, file_label, status, event_modification_date from {settings.dataset}.{TABLE}",
+            f"select a.event_uuid, a.file_label, a.status, a.event_modification_date from {archive} a "
+            f"where a.event_uuid in (select e.event_uuid from {events_table} e where e.data is not null "
+            f"and cast(e.data as text) like '%://%' {where})"
+            + (
+                f" or a.event_uuid in (select event_uuid from {archive} where status <> 'archived')"
+                if retry_failed
+                else ""
+            ),
         )
     except Exception:  # no archive table yet: everything is new
         rows = []
@@ -197,6 +226,7 @@ class Archiver:
             "reason": reason,
             "attempts": attempts,
             "event_modification_date": event["modification_date"],
+            "event_load_id": event["event_load_id"],
         }
 
 

@@ -155,3 +155,28 @@ def test_any_fsspec_url_holds_the_archive(emulator_factory, tmp_path):
         assert row["archived_path"].startswith("/covage-cri/")
         assert hashlib.sha256(fs.cat_file(row["archived_path"])).hexdigest() == row["sha256"]
     assert not (tmp_path / "data" / "reports").exists()
+
+
+def test_a_run_reads_only_the_events_loaded_since_the_last_archived_one(fed):
+    """The archive's cost follows the new events: a run reads the events loaded after the newest
+    one it holds a row for; a report in an earlier load is not read again unless asked (recheck)."""
+    import duckdb
+
+    from covage_pipeline.reports import pending_events
+
+    emu, settings, cri = fed
+    archive_reports(settings)
+    assert pending_events(settings) == []
+    # an old report's rows lost (as if never archived): a normal run does not look that far back
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute(f"delete from {settings.dataset}.intervention_reports where event_uuid = ?", [cri[0]["event_uuid"]])
+    assert pending_events(settings) == []
+    # new events: only their reports are pending
+    emu.store.advance(3 * 24 * 3600)
+    ingest(settings)
+    new = {t["event_uuid"] for t in emu.store.ground_truth(emu.url) if t["type"] == catalogue.CRI_EVENT_TYPE}
+    new -= {t["event_uuid"] for t in cri}
+    assert new and {e["event_uuid"] for e in pending_events(settings)} == new
+    stats = archive_reports(settings)
+    assert stats.events == len(new) and stats.failed == 0
+    assert cri[0]["event_uuid"] in {e["event_uuid"] for e in pending_events(settings, recheck=True)}

@@ -31,7 +31,7 @@ from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError, ConnectionError, ContentDecodingError, ReadTimeout
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
-from .salvage import salvage_list
+from .salvage import salvage_list, writable
 from .settings import Settings
 
 AuthType = Literal["bearer", "basic", "header"]
@@ -65,6 +65,10 @@ def _parsed(response: Response) -> Any:
             cached = salvage_list(response.content)
             if cached is None:
                 raise
+        else:
+            if type(cached) is list and not writable(cached):
+                # an item nested deeper than can be written back (stored): read item by item
+                cached = salvage_list(response.content)
         response._covage_json = cached  # type: ignore[attr-defined]
     return cached
 

@@ -13,6 +13,9 @@ page whose items all share one instant cannot step back: the page size doubles (
 maximum) to get past the tie; at the maximum, paging moves on from the last item and counts it
 (`tie_overflow`). The page size is asked in both spellings the reference uses (`size`, `limit`).
 
+An item created further ahead than `horizon` (a date in the year 9999) never becomes the cursor:
+paging resumes from the items before it, and the caller quarantines it.
+
 The feed ends on an empty page or a page with nothing new, never on a short page alone: an API
 that honours neither spelling answers with its own default page. A page that moves the cursor
 nowhere (`after` not later than the one that asked for it) ends paging with `stalled` set, so
@@ -53,14 +56,19 @@ class PageMark:
     tied: bool = False  # the next page starts by reading this page's last instant again
 
 
-def _position(item: Any) -> Position | None:
+def _position(item: Any, horizon: datetime | None = None) -> Position | None:
+    """Where an item stands in the feed; None for an item nothing can be resumed from, or one
+    created past `horizon` (far ahead of the clock: the quarantine takes it, the cursor does
+    not follow it)."""
     if type(item) is not dict:
         return None
     sort_value, created = item.get("sort_value"), item.get("creation_date")
     if not isinstance(sort_value, str) or not sort_value or not isinstance(created, str):
         return None
     instant = parse_loose(created)
-    return Position(instant, sort_value) if instant is not None else None
+    if instant is None or (horizon is not None and instant > horizon):
+        return None
+    return Position(instant, sort_value)
 
 
 def _key(item: Any) -> bytes | None:
@@ -95,8 +103,16 @@ def _without_pending(served: list, pending: Counter[bytes]) -> list:
 
 
 class SearchAfterPaginator(BasePaginator):
-    def __init__(self, start: Start, page_size: int, max_page_size: int = 1000, url: str = "/api/events/") -> None:
+    def __init__(
+        self,
+        start: Start,
+        page_size: int,
+        max_page_size: int = 1000,
+        url: str = "/api/events/",
+        horizon: datetime | None = None,
+    ) -> None:
         super().__init__()
+        self.horizon = horizon
         self.after = start.after
         self.after_instant: datetime | None = start.instant
         self.page_size = page_size
@@ -122,7 +138,7 @@ class SearchAfterPaginator(BasePaginator):
         resume = Position(self.after_instant, self.after) if self.after and self.after_instant else None
         # only the end of the page is read here (this runs beside the caller's parsing)
         last_index, last = next(
-            ((i, p) for i in range(len(served) - 1, -1, -1) if (p := _position(served[i]))), (-1, None)
+            ((i, p) for i in range(len(served) - 1, -1, -1) if (p := _position(served[i], self.horizon))), (-1, None)
         )
         if not served or (not data and self._grown_from is None):
             self._has_next_page = False  # empty, or nothing new: the end of the feed for now
@@ -144,12 +160,12 @@ class SearchAfterPaginator(BasePaginator):
 
     def _step(self, served: list, last_index: int, last: Position) -> str | None:
         """Moves `after` for the next page; returns why not when the API made no progress."""
-        created = served[last_index]["creation_date"]
+        # instants, not their spellings: `...T00:00:10Z` and `...T00:00:10.000000` tie
         earlier, earlier_index = None, -1
         for i in range(last_index - 1, -1, -1):
-            item = served[i]
-            if type(item) is dict and item.get("creation_date") != created and (earlier := _position(item)):
-                earlier_index = i
+            position = _position(served[i], self.horizon)
+            if position is not None and position.creation_date != last.creation_date:
+                earlier, earlier_index = position, i
                 break
         if earlier is not None:
             target, self.tail = earlier, _items(served[earlier_index + 1 :])

@@ -181,8 +181,13 @@ def _data_json(data) -> bytes:
     return out
 
 
-def build_page(items: list, page_after: str | None = None, max_item_bytes: int = MAX_ITEM_BYTES) -> Page:
-    """One pass over the items (the hot loop of a backfill), then columnar work in Arrow."""
+def build_page(
+    items: list, page_after: str | None = None, max_item_bytes: int = MAX_ITEM_BYTES, horizon: datetime | None = None
+) -> Page:
+    """One pass over the items (the hot loop of a backfill), then columnar work in Arrow.
+
+    An item created past `horizon` (far ahead of the clock) is quarantined: the cursor never
+    follows it, and every later run reads it again until the operator corrects it."""
     quarantined: list[dict] = []
     data_col: list[bytes | None] = []
     extra_col: list[bytes | None] = []
@@ -230,8 +235,19 @@ def build_page(items: list, page_after: str | None = None, max_item_bytes: int =
             if bad
         )
         return _without(
-            build_page([it for it, bad in zip(good, flags, strict=True) if not bad], page_after), quarantined
+            build_page([it for it, bad in zip(good, flags, strict=True) if not bad], page_after, 0, horizon),
+            quarantined,
         )
+    if horizon is not None and len(creation) and pc.max(creation).as_py() > horizon:
+        ahead = pc.greater(creation, pa.scalar(horizon, TIMESTAMP)).to_pylist()
+        quarantined.extend(
+            quarantine_row(it, f"creation_date {it['creation_date']} is past {horizon:%Y-%m-%dT%H:%M:%S} "
+                           "(COVAGE_MAX_FUTURE_SECONDS ahead of the run's start): not followed", page_after)
+            for it, bad in zip(good, ahead, strict=True)
+            if bad
+        )  # fmt: skip
+        kept = [it for it, bad in zip(good, ahead, strict=True) if not bad]
+        return _without(build_page(kept, page_after, 0), quarantined)
     modification, modification_raw, modification_invalid = parse_column(_texts(cols["modification_date"]))
     event, event_raw, event_invalid = parse_column(_texts(event_dates))
     table = pa.Table.from_arrays(

@@ -1,11 +1,11 @@
 """Reading what can be read of a page that is not valid JSON as a whole.
 
 A listing whose body holds one bad item (a byte that is not UTF-8, a lone surrogate, an object
-nested deeper than the parser allows) would otherwise fail on every retry and block the feed at
-that page forever. Here the body is split into its top-level items at the byte level, each parsed
-alone; the ones that fail come back as `Unreadable`, with their exact bytes and the reason, for
-the quarantine. A body that is not a complete JSON list (cut short, an HTML page) is not salvaged:
-that is a transport problem, retried as such.
+nested deeper than the parser allows, or than can be written back) would otherwise fail on every
+retry and block the feed at that page forever. Here the body is split into its top-level items
+at the byte level, each parsed alone; the ones that fail come back as `Unreadable`, with their
+exact bytes and the reason, for the quarantine. A body that is not a complete JSON list (cut
+short, an HTML page) is not salvaged: that is a transport problem, retried as such.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 
 import orjson
+
+MAX_WRITTEN_DEPTH = 254  # orjson's writer (its reader takes 1,024)
 
 # a JSON string (escapes included, any bytes inside), or one structural character
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.DOTALL)
@@ -70,6 +72,16 @@ def split_items(body: bytes) -> list[bytes] | None:
     return None  # never closed: cut short
 
 
+def writable(value) -> bool:
+    """orjson reads 1,024 levels of nesting and writes 254: an item between the two would parse,
+    then fail every load at the moment it is stored, blocking the feed at its page for good."""
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return False
+    return True
+
+
 def salvage_list(body: bytes) -> list | None:
     """The items of a listing, each parsed alone; None when the body is not a whole JSON list."""
     parts = split_items(body)
@@ -78,7 +90,17 @@ def salvage_list(body: bytes) -> list | None:
     items: list = []
     for part in parts:
         try:
-            items.append(orjson.loads(part))
+            item = orjson.loads(part)
         except orjson.JSONDecodeError as exc:
             items.append(Unreadable(part.strip(), _reason(exc)))
+            continue
+        if writable(item):
+            items.append(item)
+        else:
+            items.append(
+                Unreadable(
+                    part.strip(),
+                    f"unreadable item: nested deeper than {MAX_WRITTEN_DEPTH} levels, more than can be stored",
+                )
+            )
     return items

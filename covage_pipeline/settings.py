@@ -3,14 +3,16 @@
 Resolved by dlt's own configuration (a `configspec` built from `Settings`, in the section
 `sources.covage`): an explicit argument first, then the short environment variables (`COVAGE_*`,
 a provider ahead of dlt's), then dlt's usual providers (`SOURCES__COVAGE__*` variables,
-`.dlt/secrets.toml`, `.dlt/config.toml`), then the defaults below. Values are typed by dlt. The
-token is never printed: `repr` hides it.
+`.dlt/secrets.toml`, `.dlt/config.toml`), then the defaults below. Values are typed by dlt, then
+checked (`Settings.check`). Secrets lose the whitespace around them (a copy from a file brings a
+newline) and are never printed: `repr` hides them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +28,7 @@ DEFAULT_DBT_PROJECT = Path(__file__).resolve().parents[1] / "sql"
 # The emulator shows an event at most `late_window_s` (300 s) after its creation_date; three times
 # that leaves room for a slow run and real-world providers.
 DEFAULT_LOOKBACK_S = 900.0
+MAX_LOOKBACK_S = 366 * 86_400.0  # a lookback (or a horizon) longer than that is a typo
 
 # the short environment variable of each setting (those without one: dlt's config and secrets only)
 VARIABLES = {
@@ -42,6 +45,7 @@ VARIABLES = {
     "start_date": "COVAGE_START_DATE",
     "chunk_pages": "COVAGE_CHUNK_PAGES",
     "max_item_bytes": "COVAGE_MAX_ITEM_BYTES",
+    "max_future_s": "COVAGE_MAX_FUTURE_SECONDS",
     "dataset": "COVAGE_DATASET",
     "duckdb_memory_limit": "COVAGE_DUCKDB_MEMORY_LIMIT",
     "build_memory_limit": "COVAGE_BUILD_MEMORY_LIMIT",
@@ -95,7 +99,10 @@ class Settings:
     # rows handed to dlt at once: the stored versions are looked up per batch, and a batch is what a
     # backfill holds in memory (peak 431 MB on 1M events at the defaults)
     batch_rows: int = 50_000
-    max_item_bytes: int = 1_000_000  # larger items are quarantined, not loaded
+    max_item_bytes: int = 1_000_000  # larger items are quarantined, not loaded (0: no limit)
+    # an item created further ahead of the run's start than this is quarantined, not followed: one
+    # event dated 9999 would otherwise move the cursor past every event still to come
+    max_future_s: float = 86_400.0
     duckdb_memory_limit: str = "128MB"  # the loader's DuckDB connections; DuckDB spills past it
     # dbt's DuckDB (the build): past it, DuckDB spills its sorts to disk instead of growing until
     # the machine runs out (DuckDB's own default, 80 % of the RAM, did: the forecast's windows)
@@ -181,9 +188,10 @@ class Settings:
         """The data dir, created if missing; a ValueError that names the setting if it cannot be."""
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.data_dir / ".covage-write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
+            # a probe of this process's own: two runs started at once each test with theirs
+            handle, probe = tempfile.mkstemp(prefix=".covage-write-test-", dir=self.data_dir)
+            os.close(handle)
+            os.unlink(probe)
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             if isinstance(exc, FileExistsError | NotADirectoryError):
@@ -195,6 +203,7 @@ class Settings:
         return self.data_dir
 
     def check(self) -> Settings:
+        """Every setting checked where it is read: a message naming its variable and its range."""
         if urlsplit(self.api_url).scheme not in ("http", "https") or not urlsplit(self.api_url).netloc:
             raise ValueError(
                 f"COVAGE_API_URL must be an http:// or https:// address like https://extranet.kosc-telecom.fr, "
@@ -208,10 +217,32 @@ class Settings:
             raise ValueError(f"COVAGE_API_AUTH must be bearer, basic or header, not {self.auth_type!r}")
         if self.cursor_mode not in ("built", "opaque"):
             raise ValueError(f"COVAGE_CURSOR_MODE must be built or opaque, not {self.cursor_mode!r}")
+        if self.max_page_size < 1:
+            raise ValueError(f"COVAGE_MAX_PAGE_SIZE must be at least 1, not {self.max_page_size}")
         if not 1 <= self.page_size <= self.max_page_size:
-            raise ValueError(f"page size must be from 1 to {self.max_page_size}, not {self.page_size}")
-        if self.lookback_s < 0:
-            raise ValueError("the lookback cannot be negative")
+            raise ValueError(
+                f"COVAGE_PAGE_SIZE must be from 1 to {self.max_page_size} (COVAGE_MAX_PAGE_SIZE), not {self.page_size}"
+            )
+        _in_range("COVAGE_LOOKBACK_SECONDS", self.lookback_s, 0, MAX_LOOKBACK_S, "seconds (at most a year)")
+        _in_range("COVAGE_CHUNK_PAGES", self.chunk_pages, 1, None, "pages a committed load holds")
+        _in_range("COVAGE_BATCH_ROWS", self.batch_rows, 1, None, "rows")
+        _in_range("COVAGE_MAX_ITEM_BYTES", self.max_item_bytes, 0, None, "bytes (0: no limit)")
+        _in_range("COVAGE_MAX_FUTURE_SECONDS", self.max_future_s, 0, MAX_LOOKBACK_S, "seconds")
+        _in_range("COVAGE_RETENTION_DAYS", self.retention_days, 0, None, "days")
+        _in_range("COVAGE_FRESHNESS_MINUTES", self.freshness_minutes, 0, None, "minutes")
+        _in_range("COVAGE_CHART_MONTHS", self.chart_months, 1, None, "months")
+        for name, value in (("request_timeout", self.request_timeout), ("backoff_factor", self.backoff_factor),
+                            ("max_retry_delay", self.max_retry_delay)):  # fmt: skip
+            if value is not None and value < 0:
+                raise ValueError(f"RUNTIME__REQUEST_{name.upper()} cannot be negative, not {value}")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError(f"RUNTIME__REQUEST_MAX_ATTEMPTS must be at least 1, not {self.max_attempts}")
+        from .timestamps import parse_loose  # (pyarrow: not on every path that reads settings)
+
+        if self.start_date is not None and parse_loose(self.start_date) is None:
+            raise ValueError(
+                f"COVAGE_START_DATE={self.start_date!r} is not a date: give one like 2026-01-31 or 2026-01-31T08:00:00"
+            )
         if self.code_server_recycle_minutes < 0:
             raise ValueError("COVAGE_CODE_SERVER_RECYCLE_MINUTES cannot be negative (0: never)")
         if self.destination not in DESTINATIONS:
@@ -234,6 +265,25 @@ class Settings:
                 "(postgresql://user:password@host:5432/database) or DESTINATION__POSTGRES__CREDENTIALS"
             )
         return url
+
+
+def _in_range(variable: str, value: float, low: float, high: float | None, unit: str) -> None:
+    if value < low or (high is not None and value > high):
+        bounds = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
+        raise ValueError(f"{variable} must be {bounds} {unit}, not {value:g}")
+
+
+def _secret(name: str, value: str) -> str:
+    """A secret as given, without the surrounding whitespace a copy from a file brings (a trailing
+    newline); one with a control character inside is refused, and never shown."""
+    value = value.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        where = VARIABLES.get(name, name)
+        raise ValueError(
+            f"{where} holds a control character (a line break or a tab inside it?), which no HTTP header "
+            "or URL can carry; its value is not shown. Set it again from the operator's text."
+        )
+    return value
 
 
 def _spec_type(hint: Any) -> Any:
@@ -337,7 +387,7 @@ def load_settings(**overrides: Any) -> Settings:
             values[name] = Path(values[name])
     for name in SECRETS:
         if values[name] is not None:
-            values[name] = str(values[name])
+            values[name] = _secret(name, str(values[name])) or None
     return Settings(**values).check()
 
 

@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import dlt
 import pyarrow as pa
@@ -218,7 +218,9 @@ def events(
     start = Start(None, None) if scoped else state.start(settings, since)
     # the pages a load reads again before where the last one stopped do not count in `max_pages`
     base = None if since is not None or scoped else (state.resume or state.cursor)
-    paginator = SearchAfterPaginator(start, settings.page_size, settings.max_page_size)
+    # an item created this far past the run's start is quarantined, and the cursor never follows it
+    horizon = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=settings.max_future_s)
+    paginator = SearchAfterPaginator(start, settings.page_size, settings.max_page_size, horizon=horizon)
     params = {"sort": "creation_date", "direction": "asc", **scope.params()}
     try:
         pipeline = None if _refreshed("events") else dlt.current.pipeline()
@@ -237,7 +239,7 @@ def events(
             stats.tail_rereads += mark.repeats
             stats.tie_overflow = mark.tie_overflow
             page_after = mark.resume.sort_value if mark.resume else None
-            built = build_page(items, page_after, settings.max_item_bytes)
+            built = build_page(items, page_after, settings.max_item_bytes, horizon)
             if ends_tied and not _goes_on(built.table, batch[-1].mark):
                 # the group of the batch's last instant ended with its last page: the batch can go
                 if not (yield from _flush(batch, load, state, settings, scoped, stats)):

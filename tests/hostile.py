@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import orjson
 import uvicorn
@@ -89,8 +90,8 @@ class HostileAPI:
         after = params.get("after")
         start = 0
         if after and not self.ignore_after:
-            instant = orjson.loads(base64.b64decode(after))[0]
-            start = next((i for i, it in enumerate(self.feed) if _created(it) > instant), len(self.feed))
+            instant = _instant(orjson.loads(base64.b64decode(after))[0])
+            start = next((i for i, it in enumerate(self.feed) if _instant(_created(it)) > instant), len(self.feed))
         chosen = self.feed[start : start + size]
         return b"[" + b",".join(_bytes(it) for it in chosen) + b"]"
 
@@ -140,6 +141,12 @@ class HostileAPI:
 
 def _created(item) -> str:
     return item.creation_date if isinstance(item, Raw) else item["creation_date"]
+
+
+def _instant(text: str) -> datetime:
+    """The instant a creation_date names, however it is spelt (`Z`, an offset, fewer digits)."""
+    value = datetime.fromisoformat(text)
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def _bytes(item) -> bytes:

@@ -387,3 +387,62 @@ def test_a_tie_wider_than_a_batch_holding_two_versions_of_an_event_settles(tmp_p
     assert data_of(stored["evt00011"]) == {"message": "newer"}
     assert run.chunks == 1  # no load ended early on the second version
     assert run.stats.batches > 1  # the batches around the group still close
+
+
+@pytest.mark.parametrize("spelling", ["Z", "+00:00", "short"])
+def test_a_tie_spelt_two_ways_at_a_page_boundary_loses_no_event(tmp_path, spelling):
+    """Three events at one instant across a page boundary, their creation_date spelt two ways
+    (`...T00:00:10.000000` and `...T00:00:10Z`, `+00:00` or fewer fraction digits): the paginator
+    tells instants apart, not spellings, so it reads the tie again and loses none of them."""
+    tied = "2026-01-01T00:00:10.000000"
+    other = {"Z": "2026-01-01T00:00:10Z", "+00:00": "2026-01-01T00:00:10+00:00", "short": "2026-01-01T00:00:10.0"}[
+        spelling
+    ]
+    feed = [event(n) for n in range(1, 4)]
+    feed += [event(10, event_uuid="tie-a", creation_date=tied), event(10, event_uuid="tie-b", creation_date=other)]
+    feed += [event(10, event_uuid="tie-c", creation_date=tied)] + [event(n) for n in range(20, 24)]
+    api = HostileAPI(feed=feed)
+    with Served(api.app()) as server:
+        settings = settings_for(server, tmp_path, page_size=5)  # the boundary falls inside the tie
+        ingest(settings)
+        assert {"tie-a", "tie-b", "tie-c"} <= set(rows_by_uuid(settings))
+        assert len(rows_by_uuid(settings)) == len(feed)
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_an_item_nested_deeper_than_can_be_stored_is_quarantined_with_its_bytes(tmp_path, depth):
+    """orjson reads 1,024 levels and writes 254: an item in between parsed, then failed every load
+    when written back, and the feed stayed blocked at its page. It is quarantined like any other
+    unreadable item, with its exact bytes; the rest loads, and a rerun ends."""
+    body = b'{"event_uuid": "deep", "creation_date": "' + at(3.5).encode() + b'", "data": '
+    body += b'{"a": ' * depth + b"1" + b"}" * depth + b"}"
+    feed = in_feed_order([event(n) for n in range(1, 9)] + [Raw(at(3.5), body)])
+    api = HostileAPI(feed=feed)
+    with Served(api.app()) as server:
+        for _ in range(2):
+            result = cli(server, tmp_path)
+            assert result.returncode == 0, result.stdout + result.stderr
+    settings = load_settings(data_dir=tmp_path)
+    assert set(rows_by_uuid(settings)) == {f"evt{n:05d}" for n in range(1, 9)}
+    quarantine = {q["event_uuid"]: q for q in warehouse(settings, "events_quarantine")}
+    assert set(quarantine) == {"deep"} and "nested deeper than 254 levels" in quarantine["deep"]["reason"]
+    assert base64.b64decode(quarantine["deep"]["raw_base64"]) == body
+
+
+def test_an_event_dated_in_the_year_9999_is_quarantined_and_never_followed(tmp_path):
+    """One event created in 9999 moved the cursor there and every later event was never loaded,
+    silently. Created further ahead than COVAGE_MAX_FUTURE_SECONDS (a day) past the run's start,
+    it is quarantined, and the cursor stays on the feed's real time."""
+    future = event(4, event_uuid="far-future", creation_date="9999-12-31T23:59:59.999999")
+    api = HostileAPI(feed=[event(n) for n in range(1, 8)] + [future])
+    with Served(api.app()) as server:
+        first = cli(server, tmp_path)
+        assert first.returncode == 0, first.stdout + first.stderr
+        api.feed[-1:-1] = [event(n) for n in range(8, 15)]  # later events arrive (before it)
+        second = cli(server, tmp_path)
+        assert second.returncode == 0, second.stdout + second.stderr
+    settings = load_settings(data_dir=tmp_path)
+    assert set(rows_by_uuid(settings)) == {f"evt{n:05d}" for n in range(1, 15)}
+    quarantine = {q["event_uuid"]: q for q in warehouse(settings, "events_quarantine")}
+    assert set(quarantine) == {"far-future"} and "COVAGE_MAX_FUTURE_SECONDS" in quarantine["far-future"]["reason"]
+    assert "9999" not in second.stdout.split("cursor now")[-1].splitlines()[0]

@@ -48,6 +48,7 @@ def one_size(orders: int, tmp: Path) -> dict:
         "COVAGE_DATA_DIR": str(tmp / f"orders-{orders}"),
         "RUNTIME__DLTHUB_TELEMETRY": "false",
         "DO_NOT_TRACK": "1",
+        "COVAGE_DEBUG": "1",  # dbt writes run_results.json, read below
     }
     emulator = start_emulator(port, orders)
     try:

@@ -139,35 +139,44 @@
 
 {% macro changed_rows_filter(relation) -%}
     {%- if covage.is_lake() -%}{{ return('') }}{%- endif -%}
-    {%- set tested = covage.node_of_relation(relation) -%}
+    {%- set tested = covage.tested_node(relation) -%}
     {%- if tested is none -%}{{ return('') }}{%- endif -%}
     {%- set config = tested.config -%}
-    {%- set state = adapter.get_relation(database=covage.build_state().database, schema=covage.build_state().schema,
-        identifier=covage.build_state().identifier) -%}
-    {%- if state is none -%}{{ return('') }}{%- endif -%}
     {%- if tested.resource_type == 'source' and tested.name == 'events'
         or tested.resource_type == 'model' and tested.name == 'stg_events' -%}
-        {%- set since = covage.build_state_value('propagated') -%}
+        {%- set since = covage.build_state_value('propagated') if covage.build_state_exists() else '' -%}
         {{ return("event_uuid in (select event_uuid from " ~ relation ~ " where _dlt_load_id > '" ~ since ~ "')") }}
-    {%- elif tested.resource_type == 'model' and config.get('incremental_strategy') == 'replace_changed'
-        and adapter.get_relation(database=covage.changed_keys_relation().database,
-            schema=covage.changed_keys_relation().schema, identifier=covage.changed_keys_relation().identifier) -%}
+    {%- endif -%}
+    {%- if tested.resource_type != 'model' or not covage.changed_keys_exist() -%}{{ return('') }}{%- endif -%}
+    {%- if config.get('incremental_strategy') == 'replace_changed' -%}
         {{ return(config.get('changed_column') ~ ' in (' ~ covage.changed_keys(config.get('changed_kind')) ~ ')') }}
-    {%- elif tested.resource_type == 'model' and tested.name in ('stg_event_versions', 'object_history') -%}
-        {{ return(('event_uuid' if tested.name == 'stg_event_versions' else 'object_uuid')
-            ~ ' in (' ~ covage.changed_keys('event' if tested.name == 'stg_event_versions' else 'object') ~ ')') }}
+    {%- elif tested.name == 'stg_event_versions' -%}
+        {{ return('event_uuid in (' ~ covage.changed_keys('event') ~ ')') }}
+    {%- elif tested.name == 'object_history' -%}
+        {{ return('object_uuid in (' ~ covage.changed_keys('object') ~ ')') }}
     {%- endif -%}
     {{ return('') }}
 {%- endmacro %}
 
-{#- The model or source of the project a relation is (by schema and name), or none. -#}
-{% macro node_of_relation(relation) -%}
-    {%- for node in graph.nodes.values() | list + graph.sources.values() | list -%}
-        {%- if node.resource_type in ('model', 'source')
-            and (node.alias if node.resource_type == 'model' else node.identifier) == relation.identifier
-            and node.schema == relation.schema -%}
-            {{ return(node) }}
-        {%- endif -%}
-    {%- endfor -%}
-    {{ return(none) }}
+{#- The model or source a test reads `relation` of (the one it is attached to), or none. -#}
+{% macro tested_node(relation) -%}
+    {%- set found = graph.nodes.get(model.attached_node) if model.attached_node else none -%}
+    {%- if found is none -%}
+        {%- for unique_id in model.depends_on.nodes if unique_id.startswith('source.') -%}
+            {%- set found = graph.sources[unique_id] -%}
+            {%- if found.identifier == relation.identifier -%}{{ return(found) }}{%- endif -%}
+        {%- endfor -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return(found if found.alias == relation.identifier and found.schema == relation.schema else none) }}
+{%- endmacro %}
+
+{% macro build_state_exists() -%}
+    {%- set state = covage.build_state() -%}
+    {{ return(adapter.get_relation(database=state.database, schema=state.schema, identifier=state.identifier) is not none) }}
+{%- endmacro %}
+
+{% macro changed_keys_exist() -%}
+    {%- set keys = covage.changed_keys_relation() -%}
+    {{ return(adapter.get_relation(database=keys.database, schema=keys.schema, identifier=keys.identifier) is not none) }}
 {%- endmacro %}

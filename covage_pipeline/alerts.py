@@ -4,9 +4,9 @@ order newly stuck (the mart `alert_candidates` says which), recorded once, then 
 Recorded in their own DuckDB file (`<data dir>/alerts/alerts.duckdb`, never the warehouse: a
 sensor must not wait on the pipeline's writer lock), keyed so that a rerun never repeats one. The
 first evaluation records the history as a baseline without delivering it: alerts are for what is
-new. Delivery: a log always; a webhook (JSON POST) when COVAGE_ALERT_WEBHOOK_URL is set, through
-dlt's retrying HTTP client, failures recorded and retried on later evaluations. It never raises
-into the pipeline.
+new (the first evaluation is recorded as such, even when it finds nothing). Delivery: a log
+always; a webhook (JSON POST) when COVAGE_ALERT_WEBHOOK_URL is set, through dlt's retrying HTTP
+client, failures recorded and retried on later evaluations. It never raises into the pipeline.
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ create table if not exists alerts (
     status varchar not null,           -- baseline | pending | delivered | failed | logged
     attempts integer not null default 0,
     last_error varchar
-)
+);
+-- the first evaluation, once it happened: its alerts were the baseline. Not guessed from an
+-- empty table: a first evaluation finding nothing would make the first real alerts a baseline
+create table if not exists evaluations (first_at timestamp not null);
 """
 
 
@@ -84,7 +87,9 @@ def record_new(settings: Settings, alerts: list[Alert]) -> list[Alert]:
     con = duckdb.connect(str(path))
     try:
         con.execute(SCHEMA)
-        first_run = con.execute("select count(*) from alerts").fetchone()[0] == 0
+        con.execute("begin")
+        # (a store from before the marker: its alerts say it was evaluated)
+        first_run = not con.execute("select 1 from evaluations union all select 1 from alerts limit 1").fetchall()
         known = {row[0] for row in con.execute("select alert_id from alerts").fetchall()}
         new = [a for a in alerts if a.alert_id not in known]
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -95,6 +100,9 @@ def record_new(settings: Settings, alerts: list[Alert]) -> list[Alert]:
                 "raised_at, status) values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
                 [(*_fields(a), now, status) for a in new],
             )
+        if first_run:
+            con.execute("insert into evaluations values (?)", [now])
+        con.execute("commit")
     finally:
         con.close()
     return [] if first_run else new

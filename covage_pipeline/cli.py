@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def _fail(exc: Exception, code: int = 1):
     """Says what went wrong in the words of `exc`; the traceback only with --debug."""
     if _DEBUG["on"]:
         raise exc
-    console.print(f"[red]{exc}[/]")
+    console.print(f"[red]{escape(str(exc))}[/]")  # its text as it is: `[sources.covage]` is no markup
     raise typer.Exit(code) from None
 
 
@@ -320,17 +321,60 @@ def ingest_command(
     from .pipeline import IngestError
 
     settings = _settings()
-    try:
-        summary = run_ingest(
-            settings,
-            full_refresh=full_refresh,
-            since=_parse_since(since),
-            object_type=object_type,
-            object_uuid=object_uuid,
-        )
-    except IngestError as exc:
-        _fail(exc)
+    with stop_on_signal() as received:
+        try:
+            summary = run_ingest(
+                settings,
+                full_refresh=full_refresh,
+                since=_parse_since(since),
+                object_type=object_type,
+                object_uuid=object_uuid,
+            )
+        except BaseException as exc:
+            if received:
+                _stopped(received[0])
+            if isinstance(exc, IngestError):
+                _fail(exc)
+            raise
+    if received:
+        _stopped(received[0])
     print_ingest_summary(summary)
+
+
+@contextlib.contextmanager
+def stop_on_signal():
+    """Ctrl-C (SIGINT) or SIGTERM stops an ingestion at once, with a non-zero exit and one line.
+
+    dlt's own handling of both (`runtime.intercept_signals`) only notes the first signal during a
+    load and forgets it when the step ends: a SIGTERM there was lost (a full summary, exit 0).
+    Here the signal interrupts the run where it is; what was committed stays, and the next run
+    repairs and resumes from there as after any crash. Yields the signals received."""
+    import signal
+
+    received: list[int] = []
+
+    def on_signal(signum, frame) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    os.environ["RUNTIME__INTERCEPT_SIGNALS"] = "false"
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stopped(signum: int):
+    import signal
+
+    name = signal.Signals(signum).name
+    console.print(
+        f"[red]Stopped by {name}.[/] What was committed before stays in the warehouse; "
+        "run `covage ingest` again to resume from there."
+    )
+    raise typer.Exit(128 + signum)
 
 
 @app.command("build")
@@ -483,9 +527,9 @@ def reports_fetch(
     settings = _settings()
     console.print(f"Archiving intervention reports into {settings.reports_location}...")
     try:
-        stats = archive_reports(settings, retry_failed=retry_failed, recheck=recheck)
+        stats = archive_reports(settings, retry_failed=retry_failed, recheck=recheck, on_wait=console.print)
     except Exception as exc:  # the message never holds a token: links are stripped before use in errors
-        console.print(f"[red]{type(exc).__name__}: {exc}[/]")
+        console.print(f"[red]{type(exc).__name__}: {escape(str(exc))}[/]")
         raise typer.Exit(1) from None
     console.print(
         f"{stats.events} CRI events examined: {stats.archived} files archived, "
@@ -837,7 +881,7 @@ def main() -> None:
     except Exception as exc:  # anything no command explained: one line, the traceback on demand
         if _DEBUG["on"]:
             raise
-        console.print(f"[red]{type(exc).__name__}: {exc}[/]")
+        console.print(f"[red]{type(exc).__name__}: {escape(str(exc))}[/]")
         console.print("Run the command again with --debug (covage --debug ...) to see where it failed.")
         raise SystemExit(1) from None
 

@@ -90,6 +90,12 @@ def dbt(settings: Settings, *args: str) -> BuildResult:
     return BuildResult(bool(result.success), statuses, error)
 
 
+def dbt_environment(settings: Settings):
+    """The variables sql/profiles.yml reads, in os.environ while a dbt process is started (it
+    copies them), then gone: a long-lived process never keeps the warehouse's password."""
+    return _environment(dbt_env(settings))
+
+
 @contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     """`values` in os.environ (where sql/profiles.yml reads them) for a dbt run, then as before."""
@@ -162,6 +168,7 @@ def build(
     select: str | None = None,
     full_refresh: bool = False,
     on_wait: Callable[[str], None] | None = None,
+    lock: bool = True,
 ) -> BuildResult:
     """`dbt build`: every model, then its tests; a failing test fails the build.
 
@@ -188,6 +195,8 @@ def build(
             raise _Locked(result.error)
         return result
 
+    if not lock:  # the caller holds the writer lock
+        return retry_while_locked(attempt, lambda exc: exc if isinstance(exc, _Locked) else None, settings, on_wait)
     with writer_lock(settings, "covage build", on_wait):
         return retry_while_locked(attempt, lambda exc: exc if isinstance(exc, _Locked) else None, settings, on_wait)
 
@@ -222,11 +231,14 @@ def build_and_publish(
     """`dbt build`, then, on DuckDB and for a whole successful build, the analysts' copy."""
     from .publish import publish_marts
 
-    started = time.perf_counter()
-    result = build(settings, select, full_refresh=full_refresh, on_wait=on_wait)
-    done = BuiltAndPublished(result, time.perf_counter() - started)
-    if result.success and settings.destination == "duckdb" and not select:
+    # one writer lock for both: the copy reads the warehouse read-write, and a writer slipping in
+    # between would race it
+    with writer_lock(settings, "covage build", on_wait):
         started = time.perf_counter()
-        done.published = publish_marts(settings)
-        done.publish_seconds = time.perf_counter() - started
+        result = build(settings, select, full_refresh=full_refresh, on_wait=on_wait, lock=False)
+        done = BuiltAndPublished(result, time.perf_counter() - started)
+        if result.success and settings.destination == "duckdb" and not select:
+            started = time.perf_counter()
+            done.published = publish_marts(settings)
+            done.publish_seconds = time.perf_counter() - started
     return done

@@ -199,8 +199,8 @@ def _ingest(
 def _stalled_message(state: CursorState, settings: Settings) -> str:
     kept = _kept(state.cursor.as_state() if state.cursor else None, settings)
     return (
-        f"The API stopped making progress: {state.stalled}. Everything new before that page is committed; "
-        f"{kept} Check COVAGE_API_URL ({settings.api_url}) points at the events API, and report it to the "
+        f"The API stopped making progress: {state.stalled}. {kept} "
+        f"Check COVAGE_API_URL ({settings.api_url}) points at the events API, and report it to the "
         "operator if it does: `covage ingest` would only read the same page again."
     )
 

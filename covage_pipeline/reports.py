@@ -250,20 +250,25 @@ def archive_reports(
     retry_failed: bool = False,
     recheck: bool = False,
     after_links: Callable[[str], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> ArchiveStats:
     """Archives the files of every CRI event with work to do; loads their rows.
 
     `recheck` downloads every file again: one that changed at the source is archived beside the
     old one, an unchanged one is not written again."""
     from .destinations import make_pipeline
+    from .locking import writer_lock
 
-    events = pending_events(settings, retry_failed, recheck)
-    archiver = Archiver(settings, after_links)
-    try:
-        if events:
-            make_pipeline(settings).run(reports_resource(archiver, events))
-    finally:
-        archiver.close()
+    # the warehouse's one writer, and dlt's state of the pipeline `covage ingest` runs too (its
+    # cursor): never at the same time as another writer
+    with writer_lock(settings, "covage reports fetch", on_wait):
+        events = pending_events(settings, retry_failed, recheck)
+        archiver = Archiver(settings, after_links)
+        try:
+            if events:
+                make_pipeline(settings).run(reports_resource(archiver, events))
+        finally:
+            archiver.close()
     return archiver.stats
 
 

@@ -94,6 +94,7 @@ def test_a_refused_token_names_the_token_setting(env, status):
     assert f"The API refused the token ({status})" in text
     assert status == 401 or "may not read these events" in text
     assert "COVAGE_API_TOKEN" in text and "COVAGE_API_AUTH=header" in text and "X-API-Key" in text
+    assert "api_token under [sources.covage] in .dlt/secrets.toml" in text  # not eaten as console markup
     assert TOKEN not in text and "Traceback" not in text
 
 
@@ -142,6 +143,64 @@ def test_a_build_during_an_ingest_waits_for_it(emulator_factory, env, tmp_path):
     assert f"Waiting for PID {ingest.pid}: covage ingest" in said(build)
 
 
+def test_a_reports_fetch_during_an_ingest_waits_for_it_and_both_keep_their_state(emulator_factory, env, tmp_path):
+    """`covage reports fetch` runs the same dlt pipeline (state and working folder) as `covage
+    ingest`, which holds the ingest cursor: it took no lock, and the two could overwrite each
+    other's state. It waits for the writer lock like every writer; after both, the warehouse is
+    the API's and the cursor where the ingest left it."""
+    from covage_pipeline.pipeline import make_pipeline, resource_state
+    from covage_pipeline.reports import list_reports
+
+    emu = emulator_factory(orders=150, share_fiber_pro=0.6)
+    env = {**env, "COVAGE_API_URL": emu.url, "COVAGE_PAGE_SIZE": "40"}
+    assert covage("ingest", env=env).returncode == 0
+    emu.store.advance(3 * 86400)
+    emu.app.faults.configure(FaultConfig(slow_rate=1.0, slow_s=1.0))
+    ingest = subprocess.Popen([COVAGE, "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for_lock(tmp_path / "data", "covage ingest", ingest)
+    fetched = covage("reports", "fetch", env=env)
+    ingest.communicate(timeout=180)
+    assert ingest.returncode == 0 and fetched.returncode == 0, said(fetched)
+    assert f"Waiting for PID {ingest.pid}: covage ingest" in said(fetched)
+    emu.app.faults.configure(FaultConfig())
+    settings = load_settings(data_dir=tmp_path / "data", api_url=emu.url)
+    truth = emu.store.ground_truth(emu.url)
+    assert_equals_ground_truth(settings, truth)
+    cursor = resource_state(make_pipeline(settings))["cursor"]["creation_date"]
+    assert cursor == max(t["creation_date"] for t in truth)
+    assert list_reports(settings)  # and the reports of what the first ingest loaded are archived
+
+
+def test_the_analysts_copy_is_written_under_the_builds_writer_lock(emulator_factory, env, tmp_path, monkeypatch):
+    """The copy opens the warehouse read-write: it was written after the build let go of the lock,
+    where another writer could slip in. The build holds the lock until the copy is in place."""
+    import fcntl
+
+    from covage_pipeline import models, publish
+    from covage_pipeline.locking import lock_path
+    from covage_pipeline.pipeline import ingest
+
+    emu = emulator_factory(orders=100)
+    settings = load_settings(api_url=emu.url, api_token=TOKEN, data_dir=tmp_path / "data")
+    ingest(settings)
+    held = []
+    copy = publish.publish_marts
+
+    def checked(settings):
+        with open(lock_path(settings)) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held.append(False)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+            except BlockingIOError:
+                held.append(True)
+        return copy(settings)
+
+    monkeypatch.setattr(publish, "publish_marts", checked)
+    done = models.build_and_publish(settings)
+    assert done.build.success and done.published and held == [True]
+
+
 def test_a_warehouse_held_by_another_program_is_waited_for_then_named(emulator_factory, env, tmp_path):
     emu = emulator_factory(orders=30)
     env = {**env, "COVAGE_API_URL": emu.url}
@@ -184,3 +243,23 @@ def test_a_warehouse_held_by_another_program_is_waited_for_then_named(emulator_f
     finally:
         brief.kill()
         brief.wait()
+
+
+@pytest.mark.parametrize("auth", ["bearer", "header"])
+def test_a_token_copied_with_its_newline_works_and_one_with_a_line_break_inside_is_refused_unshown(env, auth, tmp_path):
+    """`COVAGE_API_TOKEN=$'tok\\n'` ended in `Invalid header value b'Bearer tok\\n'`: the whole
+    token on screen and in dlt's trace. The newline around it is dropped; a control character
+    inside is refused before any request, and the token is shown nowhere."""
+    api = HostileAPI(feed=[event(n) for n in range(1, 6)], token="the-right-token")
+    with Served(api.app()) as server:
+        variables = {**env, "COVAGE_API_URL": server.url, "COVAGE_API_AUTH": auth}
+        ok = covage("ingest", env={**variables, "COVAGE_API_TOKEN": "the-right-token\n"})
+        assert ok.returncode == 0, said(ok)
+        assert "the-right-token" in api.seen_credentials and not any("\n" in c for c in api.seen_credentials)
+        for bad in ("the-right\ntoken", "the-right\rtoken\r\n"):
+            refused = covage("ingest", env={**variables, "COVAGE_API_TOKEN": bad})
+            assert refused.returncode != 0
+            assert "COVAGE_API_TOKEN holds a control character" in said(refused)
+            assert "right" not in said(refused).replace("COVAGE_API_TOKEN", "") and "Traceback" not in said(refused)
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file())
+    assert b"the-right" not in stored  # not in dlt's trace, state or any file of the data dir

@@ -128,11 +128,32 @@ def test_settings_reach_dagster_as_one_resource_that_a_run_can_set(setup):
         build_definitions(replace(settings, api_token="a-token-in-code"))
 
 
-def test_the_whole_graph_then_only_new_events(setup):
+def test_the_whole_graph_then_only_new_events(setup, monkeypatch):
+    import fcntl
+
+    import dagster_defs.dbt as dbt_module
+    from covage_pipeline.locking import lock_path
+
     emu, settings, defs, instance = setup
     job = defs.resolve_job_def(INGEST_JOB)
+    # the dbt step holds the one writer lock, and its settings reach dbt's process only
+    seen = []
+    environment = dbt_module.dbt_environment
+
+    def watched(settings):
+        with open(lock_path(settings)) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                seen.append("unlocked")
+            except BlockingIOError:
+                seen.append("locked")
+        return environment(settings)
+
+    monkeypatch.setattr(dbt_module, "dbt_environment", watched)
     first = job.execute_in_process(instance=instance)
     assert first.success
+    assert seen == ["locked"] and "COVAGE_DUCKDB_PATH" not in os.environ
     meta = _materializations(first)
     truth = emu.store.ground_truth(emu.url)
     assert meta["covage/events"]["new_events"] == len(truth) == meta["covage/events"]["dagster/row_count"]
@@ -645,3 +666,16 @@ def test_the_forecast_check_warns_when_past_forecasts_were_off(tmp_path):
     assert not off.passed and off.severity == dg.AssetCheckSeverity.WARN
     assert off.metadata["verdict"].value == "off"
     assert verdict(FORECASTS_TO_JUDGE * 5, 0.52, 0.88).passed
+
+
+def test_the_warehouse_password_never_stays_in_the_code_servers_environment(tmp_path, monkeypatch):
+    """Loading the definitions copied dbt's settings (the PostgreSQL password among them) into
+    os.environ, which every run process inherits: they reach dbt's invocations only."""
+    from covage_pipeline.settings import load_settings
+
+    monkeypatch.delenv("DBT_ENV_SECRET_COVAGE_PG_PASSWORD", raising=False)
+    monkeypatch.setenv("COVAGE_POSTGRES_URL", "postgresql://postgres:pg-SECRET@127.0.0.1:5432/test")
+    build_definitions(load_settings(data_dir=tmp_path, destination="postgres"))
+    monkeypatch.delenv("COVAGE_POSTGRES_URL")
+    assert not any("pg-SECRET" in value for value in os.environ.values())
+    assert "DBT_ENV_SECRET_COVAGE_PG_PASSWORD" not in os.environ

@@ -270,3 +270,46 @@ def test_a_run_killed_between_normalizing_and_cleaning_up_does_not_block_the_nex
     assert load_id in pipeline.list_normalized_load_packages() and pipeline.list_extracted_load_packages()
     ingest(settings)
     assert_equals_ground_truth(settings, emu.store.ground_truth(emu.url))
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_signal_during_a_backfill_stops_it_with_one_line_and_a_rerun_converges(
+    emulator_factory, tmp_path, signal_name
+):
+    """A SIGTERM during a backfill was lost in 2 of 8 trials (dlt noted it during a load and forgot
+    it: a full summary, exit 0), and a Ctrl-C to the process group printed a raw traceback from the
+    page prefetching and exited 0. Each signal now stops the run: exit 128 + its number, one line
+    that says what to do, no traceback; the rerun converges to the API's events."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import TOKEN
+
+    emu = emulator_factory(orders=600)
+    sig = getattr(signal, signal_name)
+    env = {**os.environ, "COVAGE_API_URL": emu.url, "COVAGE_API_TOKEN": TOKEN, "COVAGE_DATA_DIR": str(tmp_path),
+           "COVAGE_PAGE_SIZE": "50", "COVAGE_CHUNK_PAGES": "3", "COLUMNS": "200"}  # fmt: skip
+    covage = str(Path(sys.executable).with_name("covage"))
+    rng = random.Random(int(sig))
+    for _ in range(4):
+        target = emu.app.listings_served + rng.randint(2, 30)
+        proc = subprocess.Popen([covage, "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)  # fmt: skip
+        while proc.poll() is None and emu.app.listings_served < target:
+            time.sleep(0.002)
+        if proc.poll() is not None:
+            continue  # it had ended already: nothing to stop
+        # Ctrl-C in a terminal reaches the whole process group; a supervisor's SIGTERM the process
+        os.killpg(proc.pid, sig) if sig == signal.SIGINT else proc.send_signal(sig)
+        output, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 128 + sig, output
+        assert f"Stopped by {signal_name}" in output and "Traceback" not in output, output
+        assert "Ingestion summary" not in output, output
+        emu.store.advance(rng.uniform(0, 3600))
+    final = subprocess.run([covage, "ingest"], env=env, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert_equals_ground_truth(settings_for(emu, tmp_path), emu.store.ground_truth(emu.url))

@@ -20,7 +20,8 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from packaging.version import Version
 
 from covage_pipeline.headlines import headline_figures
-from covage_pipeline.models import dbt_env, prepare_manifest
+from covage_pipeline.locking import writer_lock
+from covage_pipeline.models import dbt_environment, prepare_manifest
 from covage_pipeline.publish import analysts_path, publish_marts
 from covage_pipeline.settings import Settings
 from covage_pipeline.warehouse import query
@@ -62,8 +63,7 @@ class CovageDbtTranslator(DagsterDbtTranslator):
 
 def dbt_project(settings: Settings) -> DbtProject:
     """The project in sql/, its manifest parsed when missing or older than the SQL (about 6 s)."""
-    os.environ.update(dbt_env(settings))
-    prepare_manifest(settings)
+    prepare_manifest(settings)  # (dbt sees the warehouse's settings for the parse alone)
     project = settings.dbt_project
     return DbtProject(project_dir=project, profiles_dir=project, target=settings.destination)
 
@@ -108,7 +108,6 @@ def build_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
     def covage_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, covage: CovageSettings, config: BuildConfig):
         """dbt build: models, then their tests (as asset checks); a failing test fails the run."""
         settings = covage.settings()
-        os.environ.update(dbt_env(settings))
         args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
         # DuckDB has one writer: row counts and charts read the warehouse after dbt has let go of
         # it, so the events are held until the build ends, then reported with them attached.
@@ -118,12 +117,17 @@ def build_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
             from covage_pipeline.spark import release
 
             release()
-        invocation = dbt.cli(args, context=context)
-        try:
-            events = list(invocation.stream())
-        finally:
-            _keep_parse_state(invocation.target_path)
-            _prune_target_folders(invocation.target_path, KEEP_TARGET_FOLDERS)
+        # the one writer of the warehouse, whoever else (the CLI, a notebook's build) wants it
+        with writer_lock(settings, "Dagster's dbt build", context.log.info):
+            # the warehouse's settings (a password among them) reach dbt's process only: the
+            # environment is copied when dbt starts, then this process's is as it was
+            with dbt_environment(settings):
+                invocation = dbt.cli(args, context=context)
+            try:
+                events = list(invocation.stream())
+            finally:
+                _keep_parse_state(invocation.target_path)
+                _prune_target_folders(invocation.target_path, KEEP_TARGET_FOLDERS)
         # the invocation's own manifest: its relation names are those of the compiled SQL (the
         # definitions' manifest may have been parsed for another target)
         run_manifest = invocation.target_path / "manifest.json"
@@ -249,7 +253,8 @@ def build_publish_asset(marts: list[dg.AssetKey]) -> dg.AssetsDefinition:
         )
         metadata: dict[str, Any] = {"headline_figures": dg.MetadataValue.md(preview)}
         if settings.destination == "duckdb":
-            counts = publish_marts(settings)
+            with writer_lock(settings, "Dagster's analysts' copy", context.log.info):
+                counts = publish_marts(settings)
             context.log.info(f"published {len(counts)} marts to {analysts_path(settings)}")
             metadata.update(
                 path=dg.MetadataValue.path(str(analysts_path(settings))),

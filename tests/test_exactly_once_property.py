@@ -1,5 +1,6 @@
 """Exactly-once as a property: generated feeds with repeats (same version, newer, older, a new
-payload on an equal modification_date), ties, any page size, chunk size, lookback and a run
+payload on an equal modification_date), ties, instants spelt several ways, an event dated in the
+year 9999, an item nested too deep to store, any page size, chunk size, lookback and a run
 killed on a random page; after every committed chunk and at the end, the warehouse is checked
 against an oracle computed from the feed alone."""
 
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -20,7 +21,7 @@ from covage_pipeline.pipeline import IngestError, ingest, resource_state
 from covage_pipeline.settings import load_settings
 from covage_pipeline.warehouse import query
 
-from .hostile import HostileAPI, Served, event, sort_value
+from .hostile import HostileAPI, Raw, Served, event, sort_value
 
 TOKEN = "hostile-token"
 
@@ -36,16 +37,42 @@ def server():
         yield api, served
 
 
+SPELLINGS = ("canonical", "Z", "+00:00", "short")
+
+
+def spelt(created: str, style: str) -> str:
+    """One instant, spelt as an API might: `...T00:00:10.000000`, with `Z`, with `+00:00`, or
+    with fewer fraction digits."""
+    if style == "Z":
+        return created + "Z"
+    if style == "+00:00":
+        return created + "+00:00"
+    if style == "short":
+        whole, _, fraction = created.partition(".")
+        return f"{whole}.{fraction.rstrip('0') or '0'}"
+    return created
+
+
+def instant(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
 @st.composite
 def feeds(draw):
-    """Events on a few instants (so they tie), some served again later as another version."""
+    """Events on a few instants (so they tie), their creation_date spelt several ways, some served
+    again later as another version; now and then an event dated in the year 9999 or an item nested
+    deeper than can be stored (both quarantined, never followed nor loaded)."""
     n = draw(st.integers(3, 24))
     instants = sorted(draw(st.lists(st.integers(0, 120), min_size=n, max_size=n)))
-    items = [event(i + 1, creation_date=event(t)["creation_date"]) for i, t in enumerate(instants)]
+    items = []
+    for i, t in enumerate(instants):
+        created = spelt(event(t)["creation_date"], draw(st.sampled_from(SPELLINGS)))
+        items.append(event(i + 1, creation_date=created))
     for _ in range(draw(st.integers(0, 8))):
         original = draw(st.sampled_from(items[:n]))
         created = original["creation_date"]
-        later = [i for i in instants if event(i)["creation_date"] >= created] or [120]
+        later = [i for i in instants if instant(event(i)["creation_date"]) >= instant(created)] or [120]
         kind = draw(st.sampled_from(["same", "newer", "older", "rewritten"]))
         copy = dict(original, creation_date=event(draw(st.sampled_from(later)))["creation_date"])
         shift = timedelta(seconds={"same": 0, "newer": 500, "older": -500, "rewritten": 0}[kind])
@@ -56,22 +83,34 @@ def feeds(draw):
             copy["data"] = {"message": f"{kind} {draw(st.integers(0, 10**6))}"}
         copy["sort_value"] = sort_value(copy["creation_date"])
         items.append(copy)
-    # as the API lists them: by creation_date, served in this order (a stable sort)
-    return sorted(items, key=lambda item: item["creation_date"])
+    if draw(st.booleans()):
+        items.append(event(n + 1, event_uuid="far-future", creation_date="9999-12-31T23:59:59.999999"))
+    if draw(st.booleans()):
+        at = event(draw(st.sampled_from(instants)))["creation_date"]
+        depth = draw(st.sampled_from([300, 1000]))
+        body = b'{"event_uuid": "too-deep", "creation_date": "' + at.encode() + b'", "data": '
+        items.append(Raw(at, body + b'{"a": ' * depth + b"1" + b"}" * depth + b"}"))
+    # as the API lists them: by instant, served in this order (a stable sort)
+    return sorted(
+        items, key=lambda item: instant(item.creation_date if isinstance(item, Raw) else item["creation_date"])
+    )
 
 
-def oracle(feed: list[dict]) -> dict[str, dict]:
-    """Per event_uuid, the latest modification_date; on a tie, the one served last."""
+def oracle(feed: list) -> dict[str, dict]:
+    """Per event_uuid, the latest modification_date; on a tie, the one served last. The items
+    that are quarantined (far ahead of the clock, too deep) are not events."""
     best: dict[str, tuple] = {}
     for position, item in enumerate(feed):
+        if isinstance(item, Raw) or item["event_uuid"] == "far-future":
+            continue
         key = (item["modification_date"], position)
         if item["event_uuid"] not in best or key > best[item["event_uuid"]][0]:
             best[item["event_uuid"]] = (key, item)
     return {uuid: item for uuid, (_, item) in best.items()}
 
 
-def stored(settings) -> list[dict]:
-    return query(settings, f'select * from "{settings.dataset}"."events"')
+def stored(settings, table: str = "events") -> list[dict]:
+    return query(settings, f'select * from "{settings.dataset}"."{table}"')
 
 
 def check_after_commit(settings, feed: list[dict], cursor: CursorState) -> None:
@@ -82,8 +121,8 @@ def check_after_commit(settings, feed: list[dict], cursor: CursorState) -> None:
         return
     seen = cursor.cursor.creation_date
     for row in rows:
-        versions = [i for i in feed if i["event_uuid"] == row["event_uuid"]]
-        read = [i for i in versions if datetime.fromisoformat(i["creation_date"]) < seen]
+        versions = [i for i in feed if isinstance(i, dict) and i["event_uuid"] == row["event_uuid"]]
+        read = [i for i in versions if instant(i["creation_date"]) < seen]
         if len(read) == len(versions):  # every version of it is behind the cursor: read
             assert row["modification_date"] == datetime.fromisoformat(max(i["modification_date"] for i in read))
 
@@ -144,4 +183,12 @@ def test_every_commit_holds_one_latest_version_per_event(
             assert row["modification_date"] == datetime.fromisoformat(item["modification_date"]), uuid
             data = orjson.loads(row["data"]) if isinstance(row["data"], str) else row["data"]
             assert data == item["data"], uuid
-            assert row["creation_date"] == datetime.fromisoformat(item["creation_date"]), uuid
+            assert row["creation_date"] == instant(item["creation_date"]), uuid
+        quarantined = (
+            {q["event_uuid"] for q in stored(settings, "events_quarantine")}
+            if any(isinstance(i, Raw) or i["event_uuid"] == "far-future" for i in feed)
+            else set()
+        )
+        assert quarantined == {"too-deep" for i in feed if isinstance(i, Raw)} | {
+            "far-future" for i in feed if isinstance(i, dict) and i["event_uuid"] == "far-future"
+        }

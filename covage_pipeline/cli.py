@@ -249,7 +249,10 @@ def run_ingest(
 
     from .pipeline import ingest
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+    with (
+        Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress,
+        _shown(progress.console),
+    ):
         task = progress.add_task("Ingesting from the API...", total=None)
 
         def on_page(stats) -> None:
@@ -267,6 +270,25 @@ def run_ingest(
             on_page=on_page,
             on_wait=progress.console.print,
         )
+
+
+@contextlib.contextmanager
+def _shown(shown_on: Console):
+    """The package's warnings (a request retried, and why) on screen above the progress line, as
+    well as in the log."""
+    import logging
+
+    class OnScreen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            shown_on.print(f"[yellow]{escape(record.getMessage())}[/]")
+
+    handler = OnScreen(logging.WARNING)
+    package = logging.getLogger("covage_pipeline")
+    package.addHandler(handler)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
 
 
 def print_ingest_summary(summary) -> None:

@@ -14,6 +14,7 @@ Tokens only ever travel in headers; no message here contains one.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -33,6 +34,8 @@ from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
 from .salvage import salvage_list, writable
 from .settings import Settings
+
+logger = logging.getLogger(__name__)
 
 AuthType = Literal["bearer", "basic", "header"]
 
@@ -173,6 +176,20 @@ class DeadlineAdapter(HTTPAdapter):
         )
 
 
+def _tell_retry(state) -> None:
+    """Logs a retry about to happen: what went wrong (never a header or a query string), which
+    attempt comes next, and when."""
+    attempts = getattr(state.retry_object.stop, "max_attempt_number", None)
+    if state.outcome.failed:
+        exc = state.outcome.exception()
+        why = str(exc) if isinstance(exc, ReadTimeout) and "no complete answer" in str(exc) else type(exc).__name__
+    else:
+        response = state.outcome.result()
+        why = f"{response.request.method} {_strip_query(response.request.url)} answered {response.status_code}"
+    wait = state.next_action.sleep if state.next_action else 0.0
+    logger.warning(f"{why}; attempt {state.attempt_number + 1} of {attempts} in {wait:.1f} s")
+
+
 def _strip_query(url: str | None) -> str:
     return (url or "").split("?", 1)[0]
 
@@ -238,6 +255,11 @@ def make_client(
         raise_for_status=False,  # RESTClient raises for paged calls; single calls check themselves
     )
     session = http.session
+    # dlt's retry policy is tenacity's: it says on screen and in the log when it retries, and why
+    # (a slow API otherwise sat silent for minutes behind a spinner)
+    retrying = getattr(session.send, "retry", None)
+    if retrying is not None:
+        retrying.before_sleep = _tell_retry
     adapter = DeadlineAdapter(deadline_s, pool_maxsize=10)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -239,6 +239,8 @@ def test_a_dripping_body_ends_in_a_clear_error_within_the_deadline(tmp_path):
     assert result.returncode == 1
     out = " ".join(result.stdout.split())
     assert "no complete answer within 1.5 s" in out and "COVAGE_REQUEST_DEADLINE_SECONDS" in out
+    # each retry is told as it happens, with why: not a silent spinner
+    assert "no complete answer within 1.5 s (COVAGE_REQUEST_DEADLINE_SECONDS); attempt 2 of 2 in" in out
     assert api.calls == 2  # retried once, like a timeout
     assert elapsed < 20  # two deadlines and the process start, not the 80 s of two whole bodies
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -895,9 +896,25 @@ def demo(
     )
 
 
+class _WithoutTraceback(logging.Filter):
+    """dlt logs a failed load job with its traceback; the command then says what happened and what
+    to do in one message. The traceback is kept for --debug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _DEBUG["on"]:
+            return True
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        message = record.getMessage()
+        if "Traceback (most recent call last)" in message:  # a traceback inside the message
+            lines = [line for line in message.splitlines() if line.strip()]
+            record.msg, record.args = f"{message.split('Traceback', 1)[0].rstrip()} {lines[-1].strip()}", ()
+        return True
+
+
 def main() -> None:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    logging.getLogger("dlt").addFilter(_WithoutTraceback())
     try:
         app(standalone_mode=True)
     except Exception as exc:  # anything no command explained: one line, the traceback on demand

@@ -8,6 +8,7 @@ that a rerun would not converge from (the merge on `event_uuid` absorbs any re-r
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -304,6 +305,16 @@ def _failure_message(exc: PipelineStepFailed, position, settings: Settings) -> s
     return f"Ingestion stopped at step '{exc.step}': {type(cause).__name__}: {cause}\n{advice}\n{kept}"
 
 
+def disk_full(exc: BaseException | None) -> bool:
+    """True when `exc`, or what it was raised from, is a disk out of space (an OSError with
+    ENOSPC, or a database engine's message saying so)."""
+    while exc is not None:
+        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def explain(cause: BaseException, settings: Settings) -> str:
     """What to do about an error, in words a person can act on."""
     import requests
@@ -336,6 +347,12 @@ def explain(cause: BaseException, settings: Settings) -> str:
         )
     if duckdb_lock_holder(cause):
         return f"The warehouse is held by {duckdb_lock_holder(cause)}: close it there, then run `covage ingest`."
+    if disk_full(cause):
+        return (
+            f"The disk holding COVAGE_DATA_DIR ({settings.data_dir}) is full: free some space there (or point "
+            "COVAGE_DATA_DIR at a larger disk), then run `covage ingest` again: it resumes where the last "
+            "committed load left off."
+        )
     if isinstance(cause, CovageAPIError):
         return "Nothing was loaded from the failing page; fix the cause above, then run `covage ingest` again."
     return "Run `covage ingest` again to resume (it re-reads the lookback window; nothing is duplicated)."

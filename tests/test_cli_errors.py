@@ -263,3 +263,26 @@ def test_a_token_copied_with_its_newline_works_and_one_with_a_line_break_inside_
             assert "right" not in said(refused).replace("COVAGE_API_TOKEN", "") and "Traceback" not in said(refused)
     stored = b"".join(p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file())
     assert b"the-right" not in stored  # not in dlt's trace, state or any file of the data dir
+
+
+def test_a_full_disk_says_so_without_a_traceback_and_a_rerun_after_freeing_space_converges(emulator_factory, env):
+    """On an 8 MB disk the backfill printed a raw Python traceback (No space left on device). It
+    now says the data dir's disk is full and what to do; once there is room, a rerun converges to
+    exactly the API's events. The disk: a tmpfs of its own (this machine kind runs tests as root)."""
+    import tempfile
+
+    emu = emulator_factory(orders=5000, history_days=60)
+    disk = Path(tempfile.mkdtemp(prefix="covage-small-disk-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
+    try:
+        variables = {**env, "COVAGE_API_URL": emu.url, "COVAGE_DATA_DIR": str(disk / "data")}
+        full = covage("ingest", env=variables)
+        assert full.returncode == 1
+        assert "is full: free some space there" in said(full) and str(disk / "data") in said(full), said(full)
+        assert "Traceback" not in said(full)
+        subprocess.run(["mount", "-o", "remount,size=256m", str(disk)], check=True)  # space freed
+        again = covage("ingest", env=variables)
+        assert again.returncode == 0, said(again)
+        assert_equals_ground_truth(load_settings(data_dir=disk / "data"), emu.store.ground_truth(emu.url))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import orjson
 from dlt.common.configuration.inject import with_config
@@ -282,7 +282,8 @@ def client_for(settings: Settings, retry: bool = True) -> CovageRESTClient:
 
 
 def get_event(client: RESTClient, event_uuid: str) -> dict:
-    response = client.get(f"/api/events/{event_uuid}/")
+    # an identifier from a person is one path segment, whatever it holds (`/`, `?`, `..`)
+    response = client.get(f"/api/events/{quote(event_uuid, safe='')}/")
     if response.status_code == 404:
         raise CovageAPIError(f"No event {event_uuid!r} at the API (404).")
     _raise_for_status(response)
@@ -296,14 +297,14 @@ def post_info(client: RESTClient, order_uuid: str, message: str, stop_deferred: 
     body: dict[str, Any] = {"message": message}
     if stop_deferred is not None:
         body["stop_deferred"] = stop_deferred
-    return client.post(f"/api/v2/orders/{order_uuid}/events/info", json=body)
+    return client.post(f"/api/v2/orders/{quote(order_uuid, safe='')}/events/info", json=body)
 
 
 def _raise_for_status(response: Response) -> None:
     if response.status_code in (401, 403):
         raise CovageAPIError(
             f"The API refused the credentials ({response.status_code}). Set COVAGE_API_TOKEN "
-            "(or sources.covage.credentials in .dlt/secrets.toml) and COVAGE_API_AUTH if the scheme is not bearer."
+            "(or api_token under [sources.covage] in .dlt/secrets.toml) and COVAGE_API_AUTH if the scheme is not bearer."
         )
     if not response.ok:
         raise CovageAPIError(f"{response.request.method} {_path(response)} failed with {response.status_code}.")

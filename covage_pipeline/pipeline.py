@@ -266,6 +266,16 @@ def _finish_crashed_run(pipeline: dlt.Pipeline, settings: Settings) -> None:
         pipeline.run()  # no data: normalizes and loads the pending packages only
     except PipelineStepFailed as exc:
         raise IngestError(_failure_message(exc, CursorState.read(resource_state(pipeline)).cursor, settings)) from None
+    keep_one_copy(pipeline, settings)
+
+
+# the version kept, as everywhere (`versions`): the latest modification_date; on an equal one the
+# copy served last: the later load, the later creation_date, the row written last
+LATEST_FIRST = "modification_date desc nulls last, _dlt_load_id desc, creation_date desc"
+
+
+def keep_one_copy(pipeline: dlt.Pipeline, settings: Settings) -> None:
+    """One row per event_uuid in `events`, the latest version (a replayed job wrote rows twice)."""
     # the engine's physical row id tells the copies apart (a replayed job wrote identical rows);
     # engines without one rewrite the table keeping one copy of each event
     row_id = {"postgres": "ctid", "duckdb": "rowid", "motherduck": "rowid"}.get(settings.destination)
@@ -274,13 +284,13 @@ def _finish_crashed_run(pipeline: dlt.Pipeline, settings: Settings) -> None:
         if row_id:
             sql.execute_sql(
                 f"delete from {table} where {row_id} in (select {row_id} from (select {row_id}, row_number() over "
-                f"(partition by event_uuid order by modification_date desc) as n_copy from {table}) copies "
+                f"(partition by event_uuid order by {LATEST_FIRST}, {row_id} desc) as n_copy from {table}) copies "
                 "where n_copy > 1)"
             )
         else:
             sql.execute_sql(
                 f"create or replace table {table} as select * from {table} "
-                "qualify row_number() over (partition by event_uuid order by modification_date desc) = 1"
+                f"qualify row_number() over (partition by event_uuid order by {LATEST_FIRST}) = 1"
             )
 
 

@@ -78,7 +78,7 @@ def publish_marts(settings: Settings) -> dict[str, int]:
     # refuses a second handle on a file with another configuration.
     con = duckdb.connect(str(settings.duckdb_path))
     try:
-        con.execute(f"attach '{partial}' as analysts")
+        con.execute(f"attach {sql_text(str(partial))} as analysts")  # a path is a value, not SQL
         names = _tables(con, "current_database()", source_schema)
         if not names:
             raise FileNotFoundError(f"no marts in schema {source_schema} of {settings.duckdb_path}: run `covage build`")
@@ -121,6 +121,11 @@ def publish_marts(settings: Settings) -> dict[str, int]:
         con.close()
     os.replace(partial, target)
     return counts
+
+
+def sql_text(value: str) -> str:
+    """A string literal for DuckDB (ATTACH takes no parameter): its quotes doubled."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _tables(con: duckdb.DuckDBPyConnection, catalog_sql: str, schema: str) -> list[str]:

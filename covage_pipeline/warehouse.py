@@ -5,6 +5,7 @@ writer's lock.
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -49,7 +50,7 @@ def query(settings: Settings, sql: str, params: list | None = None) -> list[dict
 
         return rows(settings, sql, params)
     # the DB-API drivers of the other engines use %s, and interpolate only when given parameters
-    statement = sql.replace("%", "%%").replace("?", "%s") if params else sql
+    statement = pyformat(sql) if params else sql
     if settings.destination not in ("duckdb", "postgres"):
         # the other engines through dlt's own SQL client (their credentials are dlt's)
         return _dlt_rows(settings, statement, params)
@@ -67,13 +68,28 @@ def query(settings: Settings, sql: str, params: list | None = None) -> list[dict
         return _dicts(con.execute(sql, params))
 
 
+# a quoted string or identifier, or a placeholder
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
+
+
+def pyformat(sql: str) -> str:
+    """`?` placeholders as the DB-API's `%s`, and `%` doubled, outside quoted text only: a literal
+    `?` (a regex, a question in a message) stays what it is."""
+
+    def swap(match: re.Match) -> str:
+        token = match.group()
+        return "%s" if token == "?" else "%%" if token == "%" else token.replace("%", "%%")
+
+    return _TOKENS.sub(swap, sql)
+
+
 def raw_query(settings: Settings, sql: str, params: list | None = None) -> list[dict]:
     """Rows of a read query on the tables dlt loads (the dataset): on a lake, through dlt's own
     SQL client over its files (DuckDB's), which needs no Spark and no build first; on the
     others, `query`."""
     if settings.destination != "spark":
         return query(settings, sql, params)
-    statement = sql.replace("%", "%%").replace("?", "%s") if params else sql
+    statement = pyformat(sql) if params else sql
     try:
         return _dlt_rows(settings, statement, params or [])
     except Exception as exc:

@@ -286,3 +286,39 @@ def test_a_full_disk_says_so_without_a_traceback_and_a_rerun_after_freeing_space
         assert_equals_ground_truth(load_settings(data_dir=disk / "data"), emu.store.ground_truth(emu.url))
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_an_identifier_from_the_command_line_is_one_path_segment(env):
+    """`covage events get` put the identifier into the URL path as typed: `evt?x=1` asked for the
+    event `evt` with a query string. Each identifier is now escaped as one path segment."""
+    api = HostileAPI(feed=[event(1, event_uuid="evt?x=1&y#z"), event(2, event_uuid="evt")], token=TOKEN)
+    with Served(api.app()) as server:
+        shown = covage("events", "get", "evt?x=1&y#z", env={**env, "COVAGE_API_URL": server.url})
+    assert shown.returncode == 0, said(shown)
+    assert '"event_uuid": "evt?x=1&y#z"' in shown.stdout
+
+
+def test_a_literal_question_mark_or_percent_in_sql_with_parameters_stays_text(pg_prefix):
+    """The `?` placeholders became `%s` everywhere in the SQL text, inside a string too."""
+    from covage_pipeline.warehouse import query
+
+    from .conftest import POSTGRES_URL
+
+    settings = load_settings(destination="postgres", postgres_url=POSTGRES_URL)
+    rows = query(settings, "select '?' as question, '100%' as share, ? as given, 7 % 4 as modulo", [42])
+    assert rows == [{"question": "?", "share": "100%", "given": 42, "modulo": 3}]
+
+
+def test_the_analysts_copy_is_written_in_a_folder_whose_name_holds_a_quote(tmp_path):
+    """The copy's path went into DuckDB's ATTACH as SQL text: a `'` in the data dir broke it."""
+    import duckdb
+
+    from covage_pipeline.publish import analysts_path, publish_marts
+
+    settings = load_settings(data_dir=tmp_path / "l'entrepot")
+    settings.data_dir.mkdir()
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("create schema main_marts; create table main_marts.orders as select 1 as n")
+    assert publish_marts(settings) == {"orders": 1}
+    with duckdb.connect(str(analysts_path(settings)), read_only=True) as con:
+        assert con.execute("select n from marts.orders").fetchall() == [(1,)]

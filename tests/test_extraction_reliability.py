@@ -313,3 +313,29 @@ def test_a_signal_during_a_backfill_stops_it_with_one_line_and_a_rerun_converges
     final = subprocess.run([covage, "ingest"], env=env, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stdout + final.stderr
     assert_equals_ground_truth(settings_for(emu, tmp_path), emu.store.ground_truth(emu.url))
+
+
+def test_crash_repair_keeps_the_copy_served_last_on_an_equal_modification_date(emulator_factory, tmp_path):
+    """Crash repair kept one copy of each event by modification_date alone: two copies of one
+    date (the API rewrote the payload without a new date) were kept at random. The rule
+    everywhere else: on an equal modification_date, the copy served last (the later load)."""
+    import duckdb
+
+    from covage_pipeline.pipeline import keep_one_copy
+
+    emu = emulator_factory(orders=40)
+    settings = settings_for(emu, tmp_path)
+    ingest(settings)
+    table = f"{settings.dataset}.events"
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        uuid, load_id = con.execute(f"select event_uuid, _dlt_load_id from {table} limit 1").fetchone()
+        later = str(float(load_id) + 1)
+        for copy in range(3):  # the older copy once more, then the later one, then the older again
+            loaded = later if copy == 1 else load_id
+            data = '{"message": "served last"}' if copy == 1 else '{"message": "served first"}'
+            con.execute(f"insert into {table} select * replace (?::json as data, ? as _dlt_load_id) from {table} "
+                        "where event_uuid = ? limit 1", [data, loaded, uuid])  # fmt: skip
+    keep_one_copy(make_pipeline(settings), settings)
+    rows = [r for r in warehouse(settings) if r["event_uuid"] == uuid]
+    assert len(rows) == 1 and rows[0]["_dlt_load_id"] == later
+    assert orjson.loads(rows[0]["data"]) == {"message": "served last"}

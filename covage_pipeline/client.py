@@ -304,7 +304,8 @@ def _raise_for_status(response: Response) -> None:
     if response.status_code in (401, 403):
         raise CovageAPIError(
             f"The API refused the credentials ({response.status_code}). Set COVAGE_API_TOKEN "
-            "(or api_token under [sources.covage] in .dlt/secrets.toml) and COVAGE_API_AUTH if the scheme is not bearer."
+            "(or api_token under [sources.covage] in .dlt/secrets.toml) and COVAGE_API_AUTH if the scheme "
+            "is not bearer."
         )
     if not response.ok:
         raise CovageAPIError(f"{response.request.method} {_path(response)} failed with {response.status_code}.")

@@ -655,18 +655,31 @@ def history(
     if not rows:
         console.print(f"No events for {key}" + (" at the API." if live else " in the warehouse (try --live)."))
         raise typer.Exit(1)
-    for obj in sorted({r["object_uuid"] for r in rows}):
-        console.print(f"[bold]{obj}[/]")
+    # an order and the service it created (asked by the order's reference): one timeline, each
+    # event labelled with its object
+    kinds = {r["object_uuid"]: r.get("object_type") or "order" for r in rows}
+    ref = next((r["kosc_order_ref"] for r in rows if r.get("kosc_order_ref")), None)
+    for obj, kind in sorted(kinds.items(), key=lambda item: (item[1] != "order", item[0])):
+        label = f"{kind} {obj}" + (f" (ref {ref})" if kind == "order" and ref else "")
+        if kind == "service" and "order" in kinds.values():
+            label += ", created by that order"
+        console.print(f"[bold]{label}[/]")
+    several = len(kinds) > 1
+    if several:
+        rows = sorted(rows, key=lambda r: (r["business_time"], kinds[r["object_uuid"]] != "order", r["step"]))
     source = "the API, as listed" if live else "the warehouse"
     table = Table(title=f"{_count(len(rows), 'event')} ({source})", expand=False)
     table.add_column("#", justify="right")
     table.add_column("business time" if not live else "created", no_wrap=True)
+    if several:
+        table.add_column("of")
     table.add_column("event", overflow="fold")
     table.add_column("what happened", overflow="fold")
-    for r in rows:
+    for position, r in enumerate(rows, start=1):
         when = f"{r['business_time']:%Y-%m-%d %H:%M}" + (" *" if r.get("is_event_date_fallback") else "")
         what = (r["summary"] or "") + f"\n[dim]{r['event_uuid']}[/]"
-        table.add_row(str(r["step"]), when, r["event_type"].removeprefix("order-"), what)
+        of = [kinds[r["object_uuid"]]] if several else []
+        table.add_row(str(position), when, *of, r["event_type"].removeprefix("order-"), what)
     console.print(table)
     if any(r.get("is_event_date_fallback") for r in rows):
         console.print("* event_date unreadable: creation_date shown instead")
@@ -890,9 +903,12 @@ def demo(
     console.rule("dbt build (sql/)")
     build_and_publish(settings)
     print_headlines(settings)
+    # (no `duckdb` command: PyPI's duckdb-cli stops at 1.5, older than the files written here)
     console.print(
         f"Demo warehouse: {settings.duckdb_path}. Explore it: "
-        f"`duckdb {settings.duckdb_path}` or `COVAGE_DATA_DIR={settings.data_dir} covage headlines`."
+        f"`COVAGE_DATA_DIR={settings.data_dir} .venv/bin/covage sql` "
+        "(a SQL shell on the marts: `.tables`, `select * from marts.delivery_stats`), "
+        f"or `COVAGE_DATA_DIR={settings.data_dir} .venv/bin/covage headlines`."
     )
 
 

@@ -139,7 +139,7 @@ def timeline(settings: Settings, key: str) -> list[dict]:
     step by step, from the mart object_history (where events are ordered and described)."""
     return marts_rows(
         settings,
-        "select object_uuid, kosc_order_ref, step, business_time, event_type, summary, event_uuid, "
+        "select object_type, object_uuid, kosc_order_ref, step, business_time, event_type, summary, event_uuid, "
         "is_event_date_fallback from {marts}.object_history where object_uuid = ? or kosc_order_ref = ? "
         "order by object_uuid, step",
         [key, key],

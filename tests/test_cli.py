@@ -149,6 +149,10 @@ def test_demo_serves_ingests_and_summarises(tmp_path):
     env["COVAGE_DATA_DIR"] = str(tmp_path / "demo")
     suggested = subprocess.run([COVAGE, "sql", hint.group(1)], capture_output=True, text=True, env=env, timeout=60)
     assert suggested.returncode == 0 and "overall" in suggested.stdout, suggested.stdout
+    # the way to explore it is one that works here (no `duckdb` command is installed)
+    said = " ".join(result.stdout.split())
+    assert f"Explore it: `COVAGE_DATA_DIR={tmp_path / 'demo'} .venv/bin/covage sql`" in said
+    assert "`duckdb " not in said
 
 
 def test_sql_reads_the_analysts_copy(tmp_path):

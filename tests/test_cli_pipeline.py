@@ -61,8 +61,13 @@ def test_ingest_history_and_events_get(emulator_factory, cli_env, tmp_path):
     for key, objects, count in ((order, [order], events), (ref, [order, service], with_service)):
         narrow = _run(["history", key], {**env, "COLUMNS": "80"})
         assert narrow.returncode == 0, narrow.stdout + narrow.stderr
-        assert narrow.stdout.splitlines()[: len(objects)] == sorted(objects)
+        labels = narrow.stdout.splitlines()[: len(objects)]
+        assert labels[0] == f"order {order} (ref {ref})"
+        assert labels[1:] == ([f"service {service}, created by that order"] if len(objects) > 1 else [])
         assert f"{count} events (the warehouse)" in narrow.stdout
+        # one timeline: numbered from 1 to the last event, order and service together
+        numbers = [int(m) for m in re.findall(r"^│\s+(\d+) │", narrow.stdout, re.M)]
+        assert numbers == list(range(1, count + 1)), numbers
         assert "submitted" in narrow.stdout and "completed" in narrow.stdout and ref in narrow.stdout
         assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
     live = _run(["history", order, "--live"], env)

@@ -1,5 +1,5 @@
 """What the delivery forecast costs as the warehouse grows: the whole `dbt build` and, inside it,
-`int_order_forecasts` (the current forecast and its weekly backtest), with the peak memory of the
+`int_order_forecasts_now` (the current forecast; its weekly backtest is frozen, one cutoff a week), with the peak memory of the
 build, at several sizes of history, in one run.
 
 Per size: an emulator with --orders over 180 days (frozen clock), `covage ingest`, then
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from emulator_throughput import TOKEN, free_port, start_emulator, stop, wait_http
 
 BIN = Path(sys.executable).parent
-FORECAST = "model.covage.int_order_forecasts"
+FORECAST = "model.covage.int_order_forecasts_now"
 
 
 def run(args: list[str], env: dict) -> float:

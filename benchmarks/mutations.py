@@ -200,14 +200,14 @@ MUTATIONS = (
     ),
     Mutation(
         "the forecast learns only from orders already finished (censored ones left out)",
-        "sql/models/intermediate/int_order_forecasts.sql",
-        "inner join stages on stages.entered_at <= cutoffs.cutoff and stages.submitted_at <= cutoffs.cutoff",
-        "inner join stages on stages.ended_at <= cutoffs.cutoff and stages.submitted_at <= cutoffs.cutoff",
+        "sql/macros/forecast.sql",
+        "        and stages.entered_at <= cutoffs.cutoff\n        and stages.submitted_at <= cutoffs.cutoff\n        and (\n",
+        "        and stages.ended_at <= cutoffs.cutoff\n        and stages.submitted_at <= cutoffs.cutoff\n        and (\n",
         ("tests/test_marts_handwritten.py::test_the_delivery_forecast_worked_out_by_hand",),
     ),
     Mutation(
         "the forecast ignores the time already spent in the stage",
-        "sql/models/intermediate/int_order_forecasts.sql",
+        "sql/macros/forecast.sql",
         "{{ hours_between('stages.entered_at', 'cutoffs.cutoff') }} as hours_in_stage,",
         "0.0 as hours_in_stage,",
         ("tests/test_marts_handwritten.py::test_the_delivery_forecast_worked_out_by_hand",),

@@ -70,7 +70,10 @@ class CursorState:
     - `stalled`: set when the API stopped making progress (the same page again): the runner
       reports it after the load that kept everything new has committed;
     - `merge_next`: the last load, an append, stopped before a page that replaces stored
-      versions: the next one merges from its start.
+      versions: the next one merges from its start;
+    - `from_start`: the last load stopped before the end while its pages still grew from the
+      beginning of the feed (a tie wider than a page at the feed's first instant, so no `after`
+      to resume from yet): the next one starts at the beginning again, not past its cursor.
     """
 
     cursor: Position | None = None
@@ -78,6 +81,7 @@ class CursorState:
     checkpoints: list[list[str]] = field(default_factory=list)
     stalled: str | None = None
     merge_next: bool = False
+    from_start: bool = False
 
     @classmethod
     def read(cls, state: MutableMapping) -> CursorState:
@@ -89,6 +93,7 @@ class CursorState:
             checkpoints=[list(cp) for cp in state.get("checkpoints", [])],
             stalled=state.get("stalled"),
             merge_next=bool(state.get("merge_next")),
+            from_start=bool(state.get("from_start")),
         )
 
     def write(self, state: MutableMapping) -> None:
@@ -100,21 +105,22 @@ class CursorState:
             state["resume"] = self.resume.as_state()
         else:
             state.pop("resume", None)
-        state["reached_end"] = self.resume is None
+        state["reached_end"] = self.reached_end
         if self.checkpoints:
             state["checkpoints"] = self.checkpoints
         if self.stalled:
             state["stalled"] = self.stalled
         else:
             state.pop("stalled", None)
-        if self.merge_next:
-            state["merge_next"] = True
-        else:
-            state.pop("merge_next", None)
+        for flag in ("merge_next", "from_start"):
+            if getattr(self, flag):
+                state[flag] = True
+            else:
+                state.pop(flag, None)
 
     @property
     def reached_end(self) -> bool:
-        return self.resume is None
+        return self.resume is None and not self.from_start
 
     def start(self, settings: Settings, since: datetime | None = None) -> Start:
         """The first `after` of a load: `since`, else one lookback before the resume point or
@@ -122,7 +128,7 @@ class CursorState:
         if since is not None:
             instant = since
         else:
-            base = self.resume or self.cursor
+            base = None if self.from_start else self.resume or self.cursor
             if base is not None:
                 instant = base.creation_date - timedelta(seconds=settings.lookback_s)
             elif settings.start_date:
@@ -141,11 +147,13 @@ class CursorState:
         checkpoint, token = max(earlier)
         return Start(token, checkpoint)
 
-    def advance(self, last: Position | None, resume: Position | None, settings: Settings) -> None:
-        """After a committed page: `last` is its newest item, `resume` where the next page starts."""
+    def advance(self, last: Position | None, resume: Position | None, has_next: bool, settings: Settings) -> None:
+        """After a committed page: `last` is its newest item, `resume` where the next page starts
+        (None: the beginning of the feed), `has_next` whether the feed goes on after it."""
         if last is not None and (self.cursor is None or last.creation_date >= self.cursor.creation_date):
             self.cursor = last
-        self.resume = resume
+        self.resume = resume if has_next else None
+        self.from_start = has_next and resume is None
         if resume is not None and settings.cursor_mode == "opaque":
             self._checkpoint(resume, settings)
         elif last is not None and settings.cursor_mode == "opaque":

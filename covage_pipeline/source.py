@@ -304,7 +304,7 @@ def _flush(
             yield dlt.mark.with_hints(page.quarantined, QUARANTINE_HINTS, create_table_variant=True)
         if not scoped:
             mark = page.mark
-            state.advance(mark.last, mark.resume if mark.has_next else None, settings)
+            state.advance(mark.last, mark.resume, mark.has_next, settings)
     if not scoped:
         stats.cursor = state.cursor.as_state() if state.cursor else None
     return taken == len(batch)

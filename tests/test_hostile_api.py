@@ -391,6 +391,28 @@ def test_a_tie_wider_than_a_batch_holding_two_versions_of_an_event_settles(tmp_p
     assert run.stats.batches > 1  # the batches around the group still close
 
 
+@pytest.mark.parametrize("lookback_s", [0.0, 900.0])
+def test_a_load_ending_inside_the_feeds_first_instant_is_not_taken_for_the_end(tmp_path, lookback_s):
+    """The feed opens on a tie wider than a page, each event of it served twice: the pages grow
+    from the beginning of the feed (no `after` yet), and a load ends early at a page bringing an
+    event it already handed to dlt. Its state once said "the end" there (no resume point): the
+    run stopped with most of the feed unread (found by the property test)."""
+    tie = at(8)
+    opening = [event(1, creation_date=tie), event(2, creation_date=tie)]
+    feed = [*opening, *reversed(opening), event(3, creation_date=at(12))]
+    feed += [event(n, creation_date=at(37)) for n in (4, 5)] + [event(2, creation_date=at(37))]
+    feed += [event(n, creation_date=at(40 + n)) for n in range(6, 12)]
+    api = HostileAPI(feed=feed)
+    with Served(api.app()) as server:
+        settings = settings_for(
+            server, tmp_path, page_size=2, max_page_size=64, chunk_pages=1, batch_rows=1, lookback_s=lookback_s
+        )
+        run = ingest(settings)
+        stored = rows_by_uuid(settings)
+    assert set(stored) == {f"evt{n:05d}" for n in range(1, 12)}
+    assert run.chunks > 1
+
+
 @pytest.mark.parametrize("spelling", ["Z", "+00:00", "short"])
 def test_a_tie_spelt_two_ways_at_a_page_boundary_loses_no_event(tmp_path, spelling):
     """Three events at one instant across a page boundary, their creation_date spelt two ways

@@ -1,6 +1,6 @@
 """What the delivery forecast costs as the warehouse grows: the whole `dbt build` and, inside it,
-`int_order_forecasts_now` (the current forecast; its weekly backtest is frozen, one cutoff a week), with the peak memory of the
-build, at several sizes of history, in one run.
+`int_order_forecasts_now` (the current forecast; the weekly backtest is frozen, one cutoff a
+week), with the peak memory of the build, at several sizes of history, in one run.
 
 Per size: an emulator with --orders over 180 days (frozen clock), `covage ingest`, then
 `covage build` timed, its peak RSS read from the kernel (children included: dbt runs in-process),

@@ -201,8 +201,10 @@ MUTATIONS = (
     Mutation(
         "the forecast learns only from orders already finished (censored ones left out)",
         "sql/macros/forecast.sql",
-        "        and stages.entered_at <= cutoffs.cutoff\n        and stages.submitted_at <= cutoffs.cutoff\n        and (\n",
-        "        and stages.ended_at <= cutoffs.cutoff\n        and stages.submitted_at <= cutoffs.cutoff\n        and (\n",
+        "        and stages.entered_at <= cutoffs.cutoff\n        and stages.submitted_at <= cutoffs.cutoff\n"
+        "        and (\n",
+        "        and stages.ended_at <= cutoffs.cutoff\n        and stages.submitted_at <= cutoffs.cutoff\n"
+        "        and (\n",
         ("tests/test_marts_handwritten.py::test_the_delivery_forecast_worked_out_by_hand",),
     ),
     Mutation(

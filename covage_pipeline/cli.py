@@ -407,8 +407,10 @@ def build_command(
         bool,
         typer.Option(
             "--full-refresh",
-            help="Rebuild the incremental models (stg_events) from every event, not only the new loads: "
-            "after upgrading covage-pipeline, so that a fix in the models reaches the events already built.",
+            help="Rebuild every incremental model (stg_events, the per-order tables, the past forecasts) "
+            "from all events, and test every row, not only what the new loads changed: after upgrading "
+            "covage-pipeline, so that a fix in the models reaches the events already built (the nightly "
+            "Dagster job does it too).",
         ),
     ] = False,
 ) -> None:

@@ -119,6 +119,7 @@ def pg_prefix():
 LONGEST_FIRST = (
     "test_models_spark.py",
     "test_dagster.py",
+    "test_incremental_builds.py",
     "test_exactly_once_property.py",
     "test_dagster_dev.py",
     "test_marts_pandas.py",

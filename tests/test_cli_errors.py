@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -133,8 +134,10 @@ def test_a_build_during_an_ingest_waits_for_it(emulator_factory, env, tmp_path):
     env = {**env, "COVAGE_API_URL": emu.url, "COVAGE_PAGE_SIZE": "40"}
     assert covage("ingest", env=env).returncode == 0
     emu.store.advance(3 * 86400)
-    emu.app.faults.configure(FaultConfig(slow_rate=1.0, slow_s=1.0))
-    ingest = subprocess.Popen([COVAGE, "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # an ingest of a few seconds: every page half a second late
+    emu.app.faults.configure(FaultConfig(slow_rate=1.0, slow_s=0.5))
+    slow = {**env, "COVAGE_PAGE_SIZE": "200"}
+    ingest = subprocess.Popen([COVAGE, "ingest"], env=slow, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _wait_for_lock(tmp_path / "data", "covage ingest", ingest)
     build = covage("build", "--select", "stg_events", env=env)
     ingest.communicate(timeout=180)
@@ -155,14 +158,29 @@ def test_a_reports_fetch_during_an_ingest_waits_for_it_and_both_keep_their_state
     env = {**env, "COVAGE_API_URL": emu.url, "COVAGE_PAGE_SIZE": "40"}
     assert covage("ingest", env=env).returncode == 0
     emu.store.advance(3 * 86400)
-    emu.app.faults.configure(FaultConfig(slow_rate=1.0, slow_s=1.0))
-    ingest = subprocess.Popen([COVAGE, "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # an ingest of a few seconds: every page half a second late
+    emu.app.faults.configure(FaultConfig(slow_rate=1.0, slow_s=0.5))
+    slow = {**env, "COVAGE_PAGE_SIZE": "200"}
+    ingest = subprocess.Popen([COVAGE, "ingest"], env=slow, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _wait_for_lock(tmp_path / "data", "covage ingest", ingest)
-    fetched = covage("reports", "fetch", env=env)
+    fetch = subprocess.Popen(
+        [COVAGE, "reports", "fetch"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    told = []
+    reader = threading.Thread(target=lambda: told.extend(fetch.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 60
+    while not any("Waiting for PID" in line for line in told):
+        assert fetch.poll() is None and ingest.poll() is None, "the fetch did not wait for the ingest: " + "".join(told)
+        assert time.monotonic() < deadline, "the fetch never said it waits"
+        time.sleep(0.05)
+    emu.app.faults.configure(FaultConfig())  # the fetch waits: the rest can go at full speed
     ingest.communicate(timeout=180)
-    assert ingest.returncode == 0 and fetched.returncode == 0, said(fetched)
-    assert f"Waiting for PID {ingest.pid}: covage ingest" in said(fetched)
-    emu.app.faults.configure(FaultConfig())
+    fetch.wait(timeout=180)
+    reader.join(timeout=10)
+    fetched = " ".join("".join(told).split())
+    assert ingest.returncode == 0 and fetch.returncode == 0, fetched
+    assert f"Waiting for PID {ingest.pid}: covage ingest" in fetched
     settings = load_settings(data_dir=tmp_path / "data", api_url=emu.url)
     truth = emu.store.ground_truth(emu.url)
     assert_equals_ground_truth(settings, truth)

@@ -385,5 +385,6 @@ def test_random_tick_sequences_equal_a_full_refresh(plan, tmp_path_factory):
                 build_killed_at(emu, settings, tick["kill"])
             else:
                 _built_by_cli(emu, settings)
-        _built_by_cli(emu, settings)  # the next tick's build, after a killed one: it converges
+        if plan[-1]["kill"]:
+            _built_by_cli(emu, settings)  # the next tick's build, after a killed one: it converges
         assert_same_as_full_refresh(settings)

@@ -44,10 +44,11 @@ DAGSTER_PORT ?= 3000
 dagster: $(STAMP)
 	exec $(BIN)/covage dagster --port $(DAGSTER_PORT)
 
-# JupyterLab on loopback, in notebooks/, with this environment's kernel ("Python 3")
+# JupyterLab on loopback, in notebooks/, with this environment's kernel ("Python 3"); the notebooks
+# read the analysts' copy under COVAGE_DATA_DIR (default data/), made absolute: they run in notebooks/
 NOTEBOOKS_PORT ?= 8888
 notebooks: $(STAMP)
-	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(NOTEBOOKS_PORT) --no-browser --notebook-dir notebooks \
+	COVAGE_DATA_DIR=$(abspath $(or $(COVAGE_DATA_DIR),data)) $(BIN)/jupyter lab --ip 127.0.0.1 --port $(NOTEBOOKS_PORT) --no-browser --notebook-dir notebooks \
 		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: $(STAMP)

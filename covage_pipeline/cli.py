@@ -420,7 +420,9 @@ def build_command(
     """
     settings = _settings()
     if settings.destination == "duckdb" and not settings.duckdb_path.exists():
-        console.print(f"[red]No warehouse at {settings.duckdb_path}: run `covage ingest` first.[/]")
+        console.print(
+            f"[red]No warehouse at {settings.duckdb_path}: run `covage ingest` first.[/]{settings.demo_hint()}"
+        )
         raise typer.Exit(1)
     from .locking import WarehouseBusy
 
@@ -514,7 +516,9 @@ def sql_command(
     settings = _settings()
     path = analysts_path(settings)
     if not path.exists():
-        console.print(f"[red]No analysts' copy at {path}: run `covage build` (or the Dagster job) first.[/]")
+        console.print(
+            f"[red]No analysts' copy at {path}: run `covage build` (or the Dagster job) first.[/]{settings.demo_hint()}"
+        )
         raise typer.Exit(1)
     con = duckdb.connect(str(path), read_only=True)
     con.execute("use marts")

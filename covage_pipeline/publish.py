@@ -37,6 +37,24 @@ def analysts_path(settings: Settings) -> Path:
     return settings.data_dir / "analysts" / COPY_NAME
 
 
+def copy_to_read(settings: Settings | None = None) -> Path:
+    """The copy a reader opens (the notebooks): `COVAGE_MARTS_DB` when set, else the one under
+    `COVAGE_DATA_DIR`, as `covage sql` reads it. None there: an error saying what to run, and where
+    the demo's copy is when there is one."""
+    if os.environ.get("COVAGE_MARTS_DB"):
+        return Path(os.environ["COVAGE_MARTS_DB"])
+    from .settings import load_settings
+
+    settings = settings or load_settings()
+    path = analysts_path(settings)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"No analysts' copy of the marts at {path.resolve()}: run `covage build` (or the Dagster job) "
+            f"first, or set COVAGE_DATA_DIR to the data dir that holds one.{settings.demo_hint()}"
+        )
+    return path
+
+
 @dataclass(frozen=True)
 class ByKey:
     """A mart whose rows the build replaces by key: `column` holds keys of `kind`."""

@@ -150,6 +150,18 @@ class Settings:
         return self.data_dir / "covage.duckdb"
 
     @property
+    def demo_dir(self) -> Path:
+        """Where `covage demo` writes its own warehouse (never in the real one)."""
+        return self.data_dir / "demo"
+
+    def demo_hint(self) -> str:
+        """For a reader that found nothing under the data dir: where the demo's warehouse is, when
+        there is one (a newcomer's `make demo` wrote it there, not in the default data dir)."""
+        if self.data_dir.name == "demo" or not (self.demo_dir / "covage.duckdb").exists():
+            return ""
+        return f" The demo's warehouse is in {self.demo_dir}: set COVAGE_DATA_DIR={self.demo_dir} to read it."
+
+    @property
     def pipelines_dir(self) -> Path:
         return self.data_dir / "dlt_pipelines"
 

@@ -22,7 +22,9 @@ class WarehouseMissing(RuntimeError):
 def connect(settings: Settings):
     path = settings.duckdb_path
     if not path.exists():
-        raise WarehouseMissing(f"No warehouse at {path} yet: run `covage ingest` first (or set COVAGE_DATA_DIR).")
+        raise WarehouseMissing(
+            f"No warehouse at {path} yet: run `covage ingest` first (or set COVAGE_DATA_DIR).{settings.demo_hint()}"
+        )
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.ConnectionException:
@@ -129,7 +131,9 @@ def marts_rows(settings: Settings, sql_on_marts: str, params: list | None = None
 
         path = analysts_path(settings)
         if not path.exists():
-            raise WarehouseMissing(f"No analysts' copy of the marts at {path} yet: run `covage build` first.")
+            raise WarehouseMissing(
+                f"No analysts' copy of the marts at {path} yet: run `covage build` first.{settings.demo_hint()}"
+            )
         return read_only_rows(path, sql_on_marts.replace("{marts}", "marts"), params)
     return query(settings, sql_on_marts.replace("{marts}", settings.marts_schema), params)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import httpx
+import pytest
 
 COVAGE = str(Path(sys.executable).with_name("covage"))
 
@@ -293,3 +294,37 @@ def test_sql_shell_in_a_terminal_edits_recalls_and_describes(tmp_path):
     assert "n\r\n7" in first  # csv: a header line, then the value
     second = session("\x1b[A\x1b[A\r", ".quit\r")  # the history of the first session, two back
     assert "Unknown command" not in second and "order_number" not in second and re.search(r"│\s+7\s+│", second)
+
+
+def test_every_reader_that_finds_no_warehouse_says_where_the_demos_is(tmp_path, monkeypatch):
+    """`make demo` writes under <data dir>/demo: `covage sql`, `covage headlines`, `covage build`
+    and the notebooks' copy, run on the default data dir afterwards, found nothing and said only
+    "no warehouse". Each names the demo's folder, and each follows COVAGE_DATA_DIR to it."""
+    from typer.testing import CliRunner
+
+    from covage_pipeline.cli import app
+    from covage_pipeline.publish import copy_to_read
+    from covage_pipeline.settings import load_settings
+
+    demo = tmp_path / "demo"
+    (demo / "analysts").mkdir(parents=True)
+    duckdb.connect(str(demo / "covage.duckdb")).close()
+    with duckdb.connect(str(demo / "analysts" / "covage_marts.duckdb")) as con:
+        con.execute("create schema marts; create table marts.orders as select range as n from range(3)")
+    monkeypatch.delenv("COVAGE_MARTS_DB", raising=False)
+    runner = CliRunner()
+    hint = f"The demo's warehouse is in {demo}: set COVAGE_DATA_DIR={demo}"
+    for command in (["sql", "select 1"], ["headlines"], ["build"]):
+        result = runner.invoke(app, command, env={"COVAGE_DATA_DIR": str(tmp_path)}, terminal_width=400)
+        assert result.exit_code == 1, (command, result.output)
+        assert hint in " ".join(result.output.split()), (command, result.output)
+    with pytest.raises(FileNotFoundError, match="The demo's warehouse is in"):
+        copy_to_read(load_settings(data_dir=tmp_path))
+    # pointed there, every reader reads it
+    assert copy_to_read(load_settings(data_dir=demo)) == demo / "analysts" / "covage_marts.duckdb"
+    result = runner.invoke(app, ["sql", "select count(*) as n from orders"], env={"COVAGE_DATA_DIR": str(demo)})
+    assert result.exit_code == 0 and "3" in result.output, result.output
+    # and nothing is hinted where there is no demo
+    empty = tmp_path / "elsewhere"
+    result = runner.invoke(app, ["sql", "select 1"], env={"COVAGE_DATA_DIR": str(empty)}, terminal_width=400)
+    assert result.exit_code == 1 and "demo" not in result.output

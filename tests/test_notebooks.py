@@ -34,7 +34,8 @@ def marts_db(tmp_path_factory):
     # the reference's 2017 examples make one old, sparse month, far before the others
     months = query(settings, "select distinct submission_month from main_marts.rejection_stats where period = 'month'")
     assert min(r["submission_month"].year for r in months) == 2017
-    return analysts_path(settings)
+    assert analysts_path(settings).exists()
+    return settings.data_dir
 
 
 def test_notebooks_are_stored_without_outputs():
@@ -51,7 +52,9 @@ def test_notebooks_are_stored_without_outputs():
 
 @pytest.mark.parametrize("name", sorted(FIGURES))
 def test_notebook_runs_and_draws_its_figures(name, marts_db, monkeypatch):
-    monkeypatch.setenv("COVAGE_MARTS_DB", str(marts_db))
+    # the kernel runs in notebooks/ and reads the copy under COVAGE_DATA_DIR, as `covage sql` does
+    monkeypatch.delenv("COVAGE_MARTS_DB", raising=False)
+    monkeypatch.setenv("COVAGE_DATA_DIR", str(marts_db.resolve()))
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     images = [

@@ -895,7 +895,7 @@ def demo(
         status = httpx.get(f"{running.url}/_emulator/status", timeout=60).json()
         print_emulator_summary(status, running.url)
         settings = dataclasses.replace(
-            base, api_url=running.url, api_token=token, data_dir=base.data_dir / "demo", auth_type="bearer"
+            base, api_url=running.url, api_token=token, data_dir=base.demo_dir, auth_type="bearer"
         )
         try:
             console.rule("Backfill (full refresh)")

@@ -119,6 +119,11 @@ class CursorState:
                 state.pop(flag, None)
 
     @property
+    def progress(self) -> tuple:
+        """What a load changed: a run that sees the same twice goes round in circles."""
+        return (self.cursor, self.resume, self.merge_next, self.from_start)
+
+    @property
     def reached_end(self) -> bool:
         return self.resume is None and not self.from_start
 

@@ -152,7 +152,7 @@ def _ingest(
     started = time.monotonic()
     scoped = bool(object_type or object_uuid)
     before = CursorState.read(resource_state(pipeline))
-    visited = {(before.cursor, before.resume, before.merge_next, before.from_start)}
+    visited = {before.progress}
     chunks = 0
     while True:
         source = covage_source(
@@ -177,13 +177,13 @@ def _ingest(
         if scoped or after.reached_end:
             break
         # a load that leaves a state this run had already would go round in circles
-        if (after.cursor, after.resume, after.merge_next, after.from_start) in visited:
+        if after.progress in visited:
             raise IngestError(
                 f"A load of the API's events moved the cursor nowhere (resume point {after.resume}). "
                 "The API serves the same events again and again; nothing was lost or duplicated. "
                 "Report it to the operator, then run `covage ingest` again."
             )
-        visited.add((after.cursor, after.resume, after.merge_next, after.from_start))
+        visited.add(after.progress)
         before = after
     _prune_loaded_packages(pipeline, settings)
     cursor = CursorState.read(resource_state(pipeline)).cursor

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import duckdb
 
-from .settings import Settings
+from .settings import Settings, load_settings
 
 COPY_NAME = "covage_marts.duckdb"
 STATE_TABLE = "_covage_copy"  # in the copy: the load it reflects
@@ -43,8 +43,6 @@ def copy_to_read(settings: Settings | None = None) -> Path:
     the demo's copy is when there is one."""
     if os.environ.get("COVAGE_MARTS_DB"):
         return Path(os.environ["COVAGE_MARTS_DB"])
-    from .settings import load_settings
-
     settings = settings or load_settings()
     path = analysts_path(settings)
     if not path.exists():
